@@ -1,0 +1,114 @@
+"""Turning HTTP failures into the provider's exceptions, and when and how long to wait before a retry.
+
+Shared by the synchronous (requests) and asynchronous (aiohttp) paths. No Airflow imports.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from typing import Any
+
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioAPIError,
+    StableAudioPermanentError,
+    StableAudioRetryableError,
+)
+
+REDACTED = "***"
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced."""
+    return text.replace(secret, REDACTED) if secret else text
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_delay(
+    attempt: int, *, base: float = 1.0, cap: float = 60.0, retry_after: float | None = None
+) -> float:
+    """Exponential backoff with full jitter for retry ``attempt`` (1-based), never below ``Retry-After``."""
+    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    # A server that says when to come back is obeyed, even past the cap.
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def _decode_envelope(body: bytes | str) -> dict[str, Any] | None:
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def error_from_response(
+    status: int,
+    body: bytes | str,
+    *,
+    action: str,
+    retry_after: str | None = None,
+    secret: str | None = None,
+) -> StableAudioAPIError:
+    """The exception for a non-2xx answer.
+
+    :param status: the HTTP status code.
+    :param body: the raw body; the API's envelope is ``{message, requestId, statusCode, ...}``.
+    :param action: what was being done, for the message (e.g. ``"poll generation abc"``).
+    :param retry_after: the ``Retry-After`` header, if sent.
+    :param secret: a value to strip from the message (the API key), should the API echo it.
+    """
+    envelope = _decode_envelope(body)
+    request_id = None
+    if envelope is not None:
+        detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
+        request_id = envelope.get("requestId")
+        request_id = str(request_id) if request_id else None
+    else:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        detail = " ".join(text.split())[:300] or "(empty body)"
+    if not isinstance(detail, str):
+        detail = json.dumps(detail)
+    message = f"Stable Audio API answered HTTP {status} to {action}: {detail}"
+    if request_id:
+        message += f" (requestId {request_id})"
+    if status == 401:
+        message += ". Check the API key in the connection's password field."
+    elif status == 403:
+        message += ". The account may be out of credits or not allowed to use this model."
+    message = redact(message, secret)
+    if status in RETRYABLE_STATUSES:
+        return StableAudioRetryableError(
+            message, status_code=status, request_id=request_id, retry_after=parse_retry_after(retry_after)
+        )
+    return StableAudioPermanentError(message, status_code=status, request_id=request_id)
+
+
+def submission_was_rejected(status: int, body: bytes | str) -> bool:
+    """Whether a failed ``POST`` provably created nothing, so that sending it again cannot pay twice.
+
+    Any 4xx (429 included) is a rejection. A 5xx is one only when the API itself answered with its
+    error envelope; a gateway's bare 502/504 or the API's 504 ("Generation timeout") may hide a
+    generation that was created.
+    """
+    if 400 <= status < 500:
+        return True
+    envelope = _decode_envelope(body)
+    return status >= 500 and status != 504 and envelope is not None and "statusCode" in envelope

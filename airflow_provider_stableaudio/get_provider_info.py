@@ -1,0 +1,78 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_stableaudio import __version__
+
+INTEGRATION = "Stable Audio"
+
+# The Airflow 3 UI draws the connection form from this, without importing the hook.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "login"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "placeholders": {"host": "https://api.aimlapi.com", "password": "your AI/ML API key"},
+}
+
+CONN_FIELDS: dict[str, Any] = {
+    "timeout": {
+        "label": "Request timeout (seconds)",
+        "description": "Seconds allowed for each API call (default 30).",
+        "schema": {"type": ["number", "null"], "minimum": 1},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's providers manager."""
+    return {
+        "package-name": "airflow-provider-stableaudio",
+        "name": "Stable Audio",
+        "description": "Generate music and sound with Stable Audio (AI/ML API) from Airflow DAGs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.aimlapi.com/api-references/music-models/stability-ai/stable-audio",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_stableaudio.hooks.stable_audio"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_stableaudio.operators.stable_audio"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_stableaudio.sensors.stable_audio"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_stableaudio.triggers.stable_audio"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "stableaudio",
+                "hook-class-name": "airflow_provider_stableaudio.hooks.stable_audio.StableAudioHook",
+                "hook-name": "Stable Audio",
+                "ui-field-behaviour": {
+                    "hidden-fields": UI_FIELD_BEHAVIOUR["hidden_fields"],
+                    "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+                    "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+                },
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+    }

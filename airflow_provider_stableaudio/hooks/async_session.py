@@ -1,0 +1,58 @@
+"""One ``aiohttp.ClientSession`` per event loop, shared by every trigger of a triggerer.
+
+A session per loop gives connection pooling and keep-alive to the API across thousands of
+deferred generations; reference counting closes it cleanly when the last user leaves, and a new
+loop (tests, a restarted triggerer) simply gets its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import aiohttp
+
+
+@dataclass
+class _LoopSession:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = weakref.WeakKeyDictionary()
+
+
+def _new_session() -> aiohttp.ClientSession:
+    import aiohttp  # deferred: ~220 ms, and only triggers need it
+
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no pool-wide cap: concurrency is bounded by the number of triggers
+        limit_per_host=0,
+        ttl_dns_cache=300,  # resolution runs in a thread, and rarely
+        keepalive_timeout=30,
+    )
+    # Per-request timeouts are set by the caller; cookies are meaningless for this API.
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
+@asynccontextmanager
+async def shared_client_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Yield this loop's shared session, creating it on first use and closing it after the last."""
+    loop = asyncio.get_running_loop()
+    entry = _SESSIONS.get(loop)
+    if entry is None or entry.session.closed:
+        entry = _SESSIONS[loop] = _LoopSession(session=_new_session())
+    entry.users += 1
+    try:
+        yield entry.session
+    finally:
+        entry.users -= 1
+        if entry.users == 0 and _SESSIONS.get(loop) is entry:
+            del _SESSIONS[loop]
+            await entry.session.close()

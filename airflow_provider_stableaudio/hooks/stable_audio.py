@@ -1,0 +1,415 @@
+"""The hook: the API connection, and every call the provider makes to the API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_stableaudio import __version__
+from airflow_provider_stableaudio.api_errors import (
+    backoff_delay,
+    error_from_response,
+    redact,
+    submission_was_rejected,
+)
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConnectionError,
+    StableAudioDownloadError,
+    StableAudioGenerationFailed,
+    StableAudioPermanentError,
+    StableAudioResponseError,
+    StableAudioRetryableError,
+    StableAudioSubmissionUnknownError,
+    StableAudioTimeoutError,
+)
+from airflow_provider_stableaudio.responses import Generation, GenerationState, parse_generation
+from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_stableaudio.generation import GenerationRequest
+
+GENERATE_PATH = "/v2/generate/audio"
+USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# An id no generation has: polling it proves the key is accepted without paying for anything.
+PROBE_GENERATION_ID = "airflow-connection-test"
+
+
+class StableAudioHook(BaseHook):
+    """Talks to the AI/ML API's Stable Audio endpoint (``/v2/generate/audio``).
+
+    The connection's password holds the API key; its host the Base URL (default
+    ``https://api.aimlapi.com``; a host without a scheme gets https); the optional ``timeout``
+    extra the seconds allowed for each API call (default 30).
+
+    :param conn_id: the Airflow connection to use.
+    :param max_retries: how many times a transient failure (429, 5xx, connection error) of one
+        call is retried, with exponential backoff that honours ``Retry-After``.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "stableaudio_default"
+    conn_type = "stableaudio"
+    hook_name = "Stable Audio"
+
+    def __init__(self, conn_id: str = default_conn_name, *, max_retries: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.max_retries = max_retries
+        self._async_settings: ApiSettings | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow versions that do not read it from the provider info."""
+        from airflow_provider_stableaudio.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return UI_FIELD_BEHAVIOUR
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _settings_from(self, conn: Any) -> ApiSettings:
+        return settings_from_connection(
+            conn_id=self.conn_id,
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extra=conn.extra_dejson,
+        )
+
+    @cached_property
+    def settings(self) -> ApiSettings:
+        """The connection's settings, looked up once (synchronously: not for use inside triggers)."""
+        settings = self._settings_from(self.get_connection(self.conn_id))
+        _mask(settings.api_key)
+        return settings
+
+    async def aget_settings(self) -> ApiSettings:
+        """The connection's settings, looked up once without blocking the event loop."""
+        if self._async_settings is None:
+            from airflow.providers.common.compat.connection import get_async_connection
+
+            conn = await get_async_connection(self.conn_id, hook=self)
+            self._async_settings = self._settings_from(conn)
+            _mask(self._async_settings.api_key)
+        return self._async_settings
+
+    def _api_headers(self, settings: ApiSettings) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {settings.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+
+    def get_conn(self) -> requests.Session:
+        """The reused ``requests.Session`` (no credentials on it: they go only to API calls)."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        import requests  # deferred: DAG files that import the provider should not pay for it
+
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    # -- synchronous API calls ----------------------------------------------------------------
+
+    def _send(self, method: str, *, action: str, params: dict | None = None, body: dict | None = None):
+        """One API call; returns ``(status, body bytes, Retry-After)`` or raises a transport error.
+
+        Transport errors come back as :class:`StableAudioRetryableError` with ``status_code=None``;
+        ``request_sent`` on it tells whether the request may have reached the server.
+        """
+        import requests
+
+        settings = self.settings
+        try:
+            response = self.get_conn().request(
+                method,
+                settings.base_url + GENERATE_PATH,
+                params=params,
+                json=body,
+                headers=self._api_headers(settings),
+                timeout=settings.request_timeout,
+            )
+        except requests.RequestException as exc:
+            raise StableAudioConnectionError(
+                redact(f"could not {action}: {type(exc).__name__}: {exc}", settings.api_key),
+                request_sent=not _never_connected(exc),
+            ) from None
+        return response.status_code, response.content, response.headers.get("Retry-After")
+
+    def _retry_wait(self, attempt: int, error: StableAudioRetryableError, action: str) -> None:
+        delay = backoff_delay(attempt, retry_after=error.retry_after)
+        self.log.warning(
+            "%s failed (attempt %d of %d), retrying in %.1fs: %s",
+            action,
+            attempt,
+            self.max_retries + 1,
+            delay,
+            error,
+        )
+        time.sleep(delay)
+
+    def submit_generation(self, request: GenerationRequest) -> Generation:
+        """Create a generation; retried only while the API provably created nothing.
+
+        :param request: a validated body, from :meth:`GenerationRequest.build`.
+        :raises StableAudioSubmissionUnknownError: the request may have created a generation but
+            no answer came back; it is not sent again, since that could pay twice.
+        """
+        action = f"submit a {request.model} generation"
+        unknown = (
+            "The request may have created a generation, so it was not sent again: check the "
+            "generations on your AI/ML API account before retrying, or you may pay twice."
+        )
+        for attempt in range(1, self.max_retries + 2):
+            try:
+                status, content, retry_after = self._send("POST", action=action, body=request.to_json())
+            except StableAudioConnectionError as failure:
+                if failure.request_sent:
+                    raise StableAudioSubmissionUnknownError(f"{failure}. {unknown}") from None
+                retryable: StableAudioRetryableError = failure
+            else:
+                if 200 <= status < 300:
+                    try:
+                        return self._parse_body(content, action=action)
+                    except StableAudioResponseError as bad_body:
+                        raise StableAudioSubmissionUnknownError(f"{bad_body}. {unknown}") from None
+                rejection = error_from_response(
+                    status, content, action=action, retry_after=retry_after, secret=self.settings.api_key
+                )
+                if not submission_was_rejected(status, content):
+                    raise StableAudioSubmissionUnknownError(
+                        f"{rejection}. {unknown}", status_code=status, request_id=rejection.request_id
+                    ) from None
+                if not isinstance(rejection, StableAudioRetryableError):
+                    raise rejection
+                retryable = rejection
+            if attempt > self.max_retries:
+                raise retryable
+            self._retry_wait(attempt, retryable, action)
+        raise AssertionError("unreachable")
+
+    def get_generation(self, generation_id: str) -> Generation:
+        """Read a generation's current state, retrying transient failures."""
+        action = f"poll generation {generation_id}"
+        for attempt in range(1, self.max_retries + 2):
+            try:
+                status, content, retry_after = self._send(
+                    "GET", action=action, params={"generation_id": generation_id}
+                )
+                return self._poll_result(
+                    status, content, retry_after, generation_id, secret=self.settings.api_key
+                )
+            except StableAudioRetryableError as error:
+                if attempt > self.max_retries:
+                    raise
+                self._retry_wait(attempt, error, action)
+        raise AssertionError("unreachable")
+
+    def wait_for_generation(
+        self, generation_id: str, *, poll_interval: float = 10, timeout: float = 900
+    ) -> Generation:
+        """Poll until the generation completes; transient errors are retried until ``timeout``.
+
+        :raises StableAudioGenerationFailed: the API reports the generation failed.
+        :raises StableAudioTimeoutError: it was still unfinished after ``timeout`` seconds.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        last_status = "unknown"
+        while True:
+            try:
+                generation = self.get_generation(generation_id)
+            except StableAudioRetryableError as error:
+                self.log.warning("Polling generation %s failed, will retry: %s", generation_id, error)
+            else:
+                last_status = generation.status
+                if generation.state is GenerationState.SUCCEEDED:
+                    return generation
+                if generation.state is GenerationState.FAILED:
+                    raise StableAudioGenerationFailed(
+                        f"Stable Audio generation {generation_id} failed: {generation.error_message}"
+                    )
+                self.log.info("Generation %s is %s", generation_id, generation.status)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StableAudioTimeoutError(
+                    f"Stable Audio generation {generation_id} was still {last_status!r} after "
+                    f"{time.monotonic() - started:.0f}s (timeout {timeout:g}s)"
+                )
+            time.sleep(min(poll_interval, remaining))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Prove the key is accepted by polling an id that does not exist: free, unlike a generation."""
+        try:
+            status, content, retry_after = self._send(
+                "GET", action="test the connection", params={"generation_id": PROBE_GENERATION_ID}
+            )
+        except Exception as exc:
+            return False, str(exc)
+        if status in (401, 403) or status >= 500 or status == 429:
+            error = error_from_response(
+                status,
+                content,
+                action="test the connection",
+                retry_after=retry_after,
+                secret=self.settings.api_key,
+            )
+            return False, str(error)
+        # 404 (or 400/200) means the API authenticated the key and looked for the generation.
+        return True, f"Connected to {self.settings.base_url}: the API accepted the key."
+
+    # -- downloads ----------------------------------------------------------------------------
+
+    def download_audio(
+        self, url: str, path: str | os.PathLike[str], *, expected_size: int | None = None
+    ) -> Path:
+        """Stream the file at ``url`` to ``path``: whole, or not at all.
+
+        Chunks go to a temporary file beside ``path`` that is renamed into place only once every
+        byte arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
+        temporary file is removed and nothing is left at ``path``.
+
+        :param url: the audio URL (a CDN URL: sent without the API key).
+        :param path: the destination file; its folder is created.
+        :param expected_size: the ``file_size`` the API reported, if any.
+        :raises StableAudioDownloadError: the file could not be fetched or arrived incomplete.
+        """
+        import requests
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        received = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                with self.get_conn().get(url, stream=True, timeout=self.settings.request_timeout) as response:
+                    if response.status_code != 200:
+                        hint = (
+                            " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
+                        )
+                        raise StableAudioDownloadError(
+                            f"downloading {url} failed with HTTP {response.status_code}{hint}"
+                        )
+                    announced = response.headers.get("Content-Length")
+                    for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+                        out.write(chunk)
+                        received += len(chunk)
+                for what, size in (("Content-Length", announced), ("file_size", expected_size)):
+                    if size is not None and int(size) != received:
+                        raise StableAudioDownloadError(
+                            f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
+                        )
+            os.replace(tmp_name, target)
+        except BaseException as exc:
+            _remove_quietly(tmp_name)
+            if isinstance(exc, requests.RequestException):
+                raise StableAudioDownloadError(
+                    f"downloading {url} failed after {received} bytes: {exc}"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise StableAudioDownloadError(f"writing the audio to {target} failed: {exc}") from exc
+            raise
+        self.log.info("Downloaded %d bytes to %s", received, target)
+        return target
+
+    # -- asynchronous API calls (triggers) ----------------------------------------------------
+
+    async def aget_generation(self, generation_id: str) -> Generation:
+        """Read a generation's state once, without blocking the loop; the trigger owns retries.
+
+        Uses the event loop's shared ``aiohttp`` session (see :mod:`.async_session`).
+
+        :raises StableAudioRetryableError: a transient failure (429, 5xx, network, malformed body).
+        :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
+        """
+        import asyncio
+
+        import aiohttp
+
+        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+
+        settings = await self.aget_settings()
+        action = f"poll generation {generation_id}"
+        try:
+            async with (
+                shared_client_session() as session,
+                session.get(
+                    settings.base_url + GENERATE_PATH,
+                    params={"generation_id": generation_id},
+                    headers=self._api_headers(settings),
+                    timeout=aiohttp.ClientTimeout(total=settings.request_timeout),
+                ) as response,
+            ):
+                content = await response.read()
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise StableAudioConnectionError(
+                redact(f"could not {action}: {type(exc).__name__}: {exc}", settings.api_key),
+                request_sent=True,
+            ) from None
+        return self._poll_result(status, content, retry_after, generation_id, secret=settings.api_key)
+
+    # -- response handling shared by both paths -----------------------------------------------
+
+    @classmethod
+    def _poll_result(
+        cls, status: int, content: bytes, retry_after: str | None, generation_id: str, *, secret: str
+    ) -> Generation:
+        action = f"poll generation {generation_id}"
+        if 200 <= status < 300:
+            return cls._parse_body(content, action=action, generation_id=generation_id)
+        error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
+        if status == 404:
+            raise StableAudioPermanentError(
+                f"{error}. Generation {generation_id} is unknown to the API (wrong id, another account, "
+                "or expired).",
+                status_code=404,
+                request_id=error.request_id,
+            )
+        raise error
+
+    @staticmethod
+    def _parse_body(content: bytes, *, action: str, generation_id: str | None = None) -> Generation:
+        try:
+            body = json.loads(content)
+        except ValueError:
+            raise StableAudioResponseError(
+                f"the API's answer to {action} is not JSON: {content[:200]!r}"
+            ) from None
+        return parse_generation(body, generation_id=generation_id)
+
+
+def _never_connected(exc: Exception) -> bool:
+    """Whether ``requests`` failed before the connection was made, so nothing was sent."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _mask(secret: str) -> None:
+    """Register the key with Airflow's log masker (a no-op outside Airflow's logging)."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    mask_secret(secret)

@@ -1,0 +1,163 @@
+"""The operator: submit a Stable Audio generation and wait for it (deferred by default)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_stableaudio.delivery import deliver_generation, prepare_output_path
+from airflow_provider_stableaudio.events import generation_from_event
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioGenerationFailed
+from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.responses import GenerationState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_stableaudio.responses import Generation
+
+# The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
+DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
+
+
+def positive_seconds(name: str, value: Any) -> float:
+    """``value`` (a number or timedelta) as seconds, or a :class:`StableAudioConfigError` naming ``name``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise StableAudioConfigError(f"{name} must be a number of seconds greater than 0, got {value!r}")
+    return float(seconds)
+
+
+class StableAudioGenerateOperator(BaseOperator):
+    """Generate a clip with Stable Audio; return its URL (XCom ``return_value``).
+
+    Pushes XCom ``generation_id`` as soon as the API accepts the request, ``audio_file`` (url,
+    file_name, content_type, file_size, generation_id, credits_used) on completion, and
+    ``local_path`` when ``output_path`` is set.
+
+    :param prompt: what to generate (templated).
+    :param seconds_total: clip length, 1..47 s (default 30; templated).
+    :param seconds_start: where the clip starts, 0..47 s and not after ``seconds_total`` (templated).
+    :param steps: diffusion steps, 1..1000 (default 100; cost grows with steps; templated).
+    :param model: the API model id (templated).
+    :param conn_id: the Stable Audio connection.
+    :param poll_interval: seconds between status checks.
+    :param timeout: seconds to wait for the generation (number or timedelta; default 15 min).
+    :param deferrable: wait in the triggerer, not on a worker (default True).
+    :param wait_for_completion: when False, return the generation id right after submitting.
+    :param output_path: download the audio to this file once completed (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "prompt",
+        "seconds_total",
+        "seconds_start",
+        "steps",
+        "model",
+        "output_path",
+    )
+    ui_color = "#e3d7ff"
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        seconds_total: int | None = None,
+        seconds_start: int | None = None,
+        steps: int | None = None,
+        model: str = DEFAULT_MODEL,
+        conn_id: str = StableAudioHook.default_conn_name,
+        poll_interval: float = 10,
+        timeout: float | timedelta = timedelta(minutes=15),
+        deferrable: bool = True,
+        wait_for_completion: bool = True,
+        output_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.seconds_total = seconds_total
+        self.seconds_start = seconds_start
+        self.steps = steps
+        self.model = model
+        self.conn_id = conn_id
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.timeout = positive_seconds("timeout", timeout)
+        self.deferrable = deferrable
+        self.wait_for_completion = wait_for_completion
+        self.output_path = output_path
+        if output_path is not None and not wait_for_completion:
+            raise StableAudioConfigError(
+                "output_path needs wait_for_completion=True: nothing to download yet"
+            )
+
+    @cached_property
+    def hook(self) -> StableAudioHook:
+        return StableAudioHook(conn_id=self.conn_id)
+
+    def build_request(self) -> GenerationRequest:
+        """The validated request from the rendered fields; raises before any HTTP call."""
+        return GenerationRequest.build(
+            self.model,
+            prompt=self.prompt,
+            seconds_total=self.seconds_total,
+            seconds_start=self.seconds_start,
+            steps=self.steps,
+        )
+
+    def execute(self, context: Context) -> str:
+        request = self.build_request()
+        prepare_output_path(self.output_path)
+        generation = self.hook.submit_generation(request)
+        # First thing after the API accepted it: whatever happens next, the id is not lost.
+        context["ti"].xcom_push(key="generation_id", value=generation.id)
+        self.log.info(
+            "Submitted Stable Audio generation %s (%s credits): %s",
+            generation.id,
+            generation.credits_used,
+            request.params,
+        )
+        if not self.wait_for_completion:
+            return generation.id
+        if generation.state is GenerationState.PENDING:
+            if self.deferrable:
+                self._defer(generation.id)
+            generation = self.hook.wait_for_generation(
+                generation.id, poll_interval=self.poll_interval, timeout=self.timeout
+            )
+        return self._finish(context, generation)
+
+    def _defer(self, generation_id: str) -> None:
+        import time
+
+        from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+
+        self.defer(
+            trigger=StableAudioGenerationTrigger(
+                conn_id=self.conn_id,
+                generation_id=generation_id,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Resume after the trigger: fail on anything but a ``success`` event."""
+        return self._finish(context, generation_from_event(event))
+
+    def _finish(self, context: Context, generation: Generation) -> str:
+        if generation.state is GenerationState.FAILED:
+            raise StableAudioGenerationFailed(
+                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
+            )
+        return deliver_generation(
+            context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
+        )

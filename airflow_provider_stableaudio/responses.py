@@ -1,0 +1,133 @@
+"""Reading the API's generation bodies into typed results: the status model. No Airflow imports."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow_provider_stableaudio.exceptions import StableAudioResponseError
+
+
+class GenerationState(enum.Enum):
+    """Where a generation stands, whatever word the API used for it."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# The schema names queued/generating/completed/error; real clients also meet the others.
+STATUS_STATES: dict[str, GenerationState] = {
+    "queued": GenerationState.PENDING,
+    "generating": GenerationState.PENDING,
+    "waiting": GenerationState.PENDING,
+    "active": GenerationState.PENDING,
+    "processing": GenerationState.PENDING,
+    "completed": GenerationState.SUCCEEDED,
+    "error": GenerationState.FAILED,
+    "failed": GenerationState.FAILED,
+}
+
+_QUOTE_LIMIT = 500
+
+
+def quote_body(body: Any) -> str:
+    """A short, single-line rendering of a response body for error messages."""
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "...(truncated)"
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """The generated file; only ``url`` is guaranteed by the API's schema."""
+
+    url: str
+    file_name: str | None = None
+    content_type: str | None = None
+    file_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One reading of a generation's state.
+
+    :param id: the generation id to poll with.
+    :param status: the API's word for the status, as sent.
+    :param state: what that word means.
+    :param audio_file: the file, once completed.
+    :param error_message: the API's reason, once failed.
+    :param credits_used: ``meta.usage.credits_used`` when sent.
+    """
+
+    id: str
+    status: str
+    state: GenerationState
+    audio_file: AudioFile | None = None
+    error_message: str | None = None
+    credits_used: int | None = None
+
+
+def _optional_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _error_message(error: Any) -> str | None:
+    if isinstance(error, dict):
+        parts = [str(error[k]) for k in ("name", "message") if error.get(k)]
+        return ": ".join(parts) if parts else json.dumps(error)
+    return str(error) if error else None
+
+
+def parse_generation(body: Any, *, generation_id: str | None = None) -> Generation:
+    """Read a ``POST`` or ``GET`` body of ``/v2/generate/audio``.
+
+    :param body: the decoded JSON body.
+    :param generation_id: the id that was polled, used when the body omits it.
+    :raises StableAudioResponseError: the body is not a generation, or its status is unknown.
+    """
+    if not isinstance(body, dict):
+        raise StableAudioResponseError(f"expected a JSON object from the API, got: {quote_body(body)}")
+    gen_id = body.get("id") or body.get("generation_id") or generation_id
+    if not isinstance(gen_id, str) or not gen_id:
+        raise StableAudioResponseError(f"the API's response has no generation id: {quote_body(body)}")
+    status = body.get("status")
+    state = STATUS_STATES.get(status) if isinstance(status, str) else None
+    if state is None:
+        raise StableAudioResponseError(
+            f"the API reported an unknown status {status!r} for generation {gen_id}: {quote_body(body)}"
+        )
+    audio_file = None
+    if state is GenerationState.SUCCEEDED:
+        raw = body.get("audio_file")
+        if not isinstance(raw, dict) or not isinstance(raw.get("url"), str) or not raw["url"]:
+            raise StableAudioResponseError(
+                f"generation {gen_id} is completed but has no audio_file.url: {quote_body(body)}"
+            )
+        audio_file = AudioFile(
+            url=raw["url"],
+            file_name=raw.get("file_name") or None,
+            content_type=raw.get("content_type") or None,
+            file_size=_optional_int(raw.get("file_size")),
+        )
+    meta = body.get("meta")
+    usage = meta.get("usage") if isinstance(meta, dict) else None
+    credits_used = _optional_int(usage.get("credits_used")) if isinstance(usage, dict) else None
+    return Generation(
+        id=gen_id,
+        status=str(status),
+        state=state,
+        audio_file=audio_file,
+        error_message=_error_message(body.get("error")) if state is GenerationState.FAILED else None,
+        credits_used=credits_used,
+    )

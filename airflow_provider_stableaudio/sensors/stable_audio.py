@@ -1,0 +1,111 @@
+"""The sensor: wait for a generation submitted elsewhere (for example with ``wait_for_completion=False``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_stableaudio.delivery import deliver_generation
+from airflow_provider_stableaudio.events import generation_from_event
+from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.operators.stable_audio import DEFER_TIMEOUT_MARGIN
+from airflow_provider_stableaudio.responses import GenerationState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+
+class StableAudioGenerationSensor(BaseSensorOperator):
+    """Wait until a Stable Audio generation completes; return its audio URL.
+
+    Deferrable by default (the same trigger as the operator); with ``deferrable=False`` it pokes
+    in ``poke`` or ``reschedule`` mode. On success it pushes the same XComs as
+    :class:`~airflow_provider_stableaudio.operators.stable_audio.StableAudioGenerateOperator`.
+
+    :param generation_id: the generation to wait for (templated, e.g. pulled from XCom).
+    :param conn_id: the Stable Audio connection.
+    :param output_path: download the audio to this file once completed (templated).
+    :param deferrable: wait in the triggerer, not on a worker (default True).
+    :param poke_interval: seconds between status checks (default 10).
+    :param timeout: seconds to wait before failing (default 15 min).
+    """
+
+    template_fields: Sequence[str] = ("generation_id", "output_path")
+    ui_color = "#e3d7ff"
+
+    def __init__(
+        self,
+        *,
+        generation_id: str,
+        conn_id: str = StableAudioHook.default_conn_name,
+        output_path: str | None = None,
+        deferrable: bool = True,
+        poke_interval: float | timedelta = 10,
+        timeout: float | timedelta = timedelta(minutes=15),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.generation_id = generation_id
+        self.conn_id = conn_id
+        self.output_path = output_path
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> StableAudioHook:
+        return StableAudioHook(conn_id=self.conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # One check on the worker first: no deferral at all for a generation that already ended.
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue):
+            return result.xcom_value
+        import time
+
+        from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+
+        self.defer(
+            trigger=StableAudioGenerationTrigger(
+                conn_id=self.conn_id,
+                generation_id=self.generation_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        try:
+            generation = self.hook.get_generation(self.generation_id)
+        except StableAudioRetryableError as error:
+            self.log.warning("Could not read generation %s this time: %s", self.generation_id, error)
+            return False
+        if generation.state is GenerationState.PENDING:
+            self.log.info("Generation %s is %s", self.generation_id, generation.status)
+            return False
+        if generation.state is GenerationState.FAILED:
+            raise StableAudioGenerationFailed(
+                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
+            )
+        url = deliver_generation(
+            context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
+        )
+        return PokeReturnValue(is_done=True, xcom_value=url)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Resume after the trigger: fail on anything but a ``success`` event."""
+        return deliver_generation(
+            context=context,
+            hook=self.hook,
+            generation=generation_from_event(event, generation_id=self.generation_id),
+            output_path=self.output_path,
+            log=self.log,
+        )

@@ -1,0 +1,85 @@
+"""How to reach the API, read from an Airflow connection's fields. No Airflow imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError
+
+DEFAULT_BASE_URL = "https://api.aimlapi.com"
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where and how to call the API.
+
+    :param base_url: scheme, host and optional port, no trailing slash.
+    :param api_key: the Bearer token; never printed (``repr`` hides it).
+    :param request_timeout: seconds allowed for one API call.
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+
+
+def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: str) -> str:
+    """The base URL for a connection's host field: https when no scheme is given."""
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_BASE_URL
+    url = raw if "://" in raw else f"https://{raw}"
+    parts = urlsplit(url)
+    try:
+        parsed_port = parts.port
+    except ValueError:
+        parsed_port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parsed_port == -1
+        or parts.query
+        or parts.fragment
+        or " " in raw
+    ):
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has a malformed Base URL {raw!r}: "
+            f"expected http(s)://host[:port], e.g. {DEFAULT_BASE_URL}"
+        )
+    base = url.rstrip("/")
+    if port and parsed_port is None:
+        base = f"{parts.scheme}://{parts.netloc}:{port}{parts.path.rstrip('/')}"
+    return base
+
+
+def settings_from_connection(
+    *, conn_id: str, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
+) -> ApiSettings:
+    """Validate a connection's fields into :class:`ApiSettings`.
+
+    :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout`` extra.
+    """
+    if not password or not password.strip():
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has no API key: put the AI/ML API key in its password (API Key) field"
+        )
+    timeout = extra.get("timeout", DEFAULT_REQUEST_TIMEOUT)
+    if timeout in (None, ""):
+        timeout = DEFAULT_REQUEST_TIMEOUT
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        timeout = -1.0
+    if not timeout > 0:
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has an invalid 'timeout' extra {extra.get('timeout')!r}: "
+            "expected a number of seconds greater than 0"
+        )
+    return ApiSettings(
+        base_url=normalize_base_url(host, port, conn_id=conn_id),
+        api_key=password.strip(),
+        request_timeout=timeout,
+    )

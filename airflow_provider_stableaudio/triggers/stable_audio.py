@@ -1,0 +1,107 @@
+"""The deferrable wait: polls a generation from the triggerer until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_stableaudio.api_errors import backoff_delay
+from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioPermanentError,
+    StableAudioRetryableError,
+)
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.responses import GenerationState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+# Spreads the polls of triggers deferred in the same second, so they don't hit the API in lock-step.
+POLL_JITTER = 0.1
+
+
+class StableAudioGenerationTrigger(BaseTrigger):
+    """Wait for a Stable Audio generation to end, without holding a worker slot.
+
+    Yields exactly one event: ``success`` (the audio file and credits), ``error`` (the generation
+    failed, or the API refused the poll for good: 401, 403, 404) or ``timeout`` (still unfinished at
+    ``end_time``). Transient poll failures (429, 5xx, network, malformed bodies) are retried with
+    backoff until ``end_time``. Running it again (a triggerer restart) only polls again.
+
+    :param conn_id: the Stable Audio connection.
+    :param generation_id: the generation to wait for.
+    :param poll_interval: seconds between polls.
+    :param end_time: the deadline as a Unix timestamp (wall clock: meaningful in any process).
+    """
+
+    def __init__(self, *, conn_id: str, generation_id: str, poll_interval: float, end_time: float) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.generation_id = generation_id
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "generation_id": self.generation_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until the generation ends or the deadline passes; return the one event payload."""
+        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+
+        hook = StableAudioHook(conn_id=self.conn_id)
+        started = time.time()
+        last_status = "unknown"
+        failures = 0
+        # Hold the loop's shared session for the whole wait: keep-alive across polls.
+        async with shared_client_session():
+            while True:
+                delay = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+                try:
+                    generation = await hook.aget_generation(self.generation_id)
+                except (StableAudioPermanentError, StableAudioConfigError) as error:
+                    return error_event(self.generation_id, str(error))
+                except StableAudioRetryableError as error:
+                    failures += 1
+                    delay = max(
+                        delay, backoff_delay(failures, base=self.poll_interval, retry_after=error.retry_after)
+                    )
+                    self.log.warning(
+                        "Polling generation %s failed (%d in a row), retrying: %s",
+                        self.generation_id,
+                        failures,
+                        error,
+                    )
+                else:
+                    failures = 0
+                    last_status = generation.status
+                    if generation.state is GenerationState.SUCCEEDED:
+                        return success_event(generation)
+                    if generation.state is GenerationState.FAILED:
+                        return error_event(
+                            self.generation_id, generation.error_message or f"status {generation.status!r}"
+                        )
+                remaining = self.end_time - time.time()
+                if remaining <= 0:
+                    return timeout_event(
+                        self.generation_id,
+                        f"still {last_status!r} at the deadline, after waiting {time.time() - started:.0f}s "
+                        "in this trigger",
+                    )
+                await asyncio.sleep(min(delay, remaining))
