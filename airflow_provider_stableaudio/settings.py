@@ -40,6 +40,8 @@ def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: st
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
+        or parts.hostname in ("http", "https")  # a scheme missing its ':' or '//'
+        or "//" in parts.path
         or parsed_port == -1
         or parts.query
         or parts.fragment

@@ -1,0 +1,8 @@
+"""Local emulator of the AI/ML API's Stable Audio endpoint (stdlib + aiohttp only)."""
+
+from __future__ import annotations
+
+from .audio import synthesize_wav
+from .server import EmulatorConfig, EmulatorServer, build_app
+
+__all__ = ["EmulatorConfig", "EmulatorServer", "build_app", "synthesize_wav"]

@@ -1,0 +1,252 @@
+"""The hook against the emulator, and against a scripted server for failures the emulator can't stage."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import wave
+from typing import TYPE_CHECKING
+
+import pytest
+
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioConnectionError,
+    StableAudioDownloadError,
+    StableAudioGenerationFailed,
+    StableAudioPermanentError,
+    StableAudioResponseError,
+    StableAudioRetryableError,
+    StableAudioSubmissionUnknownError,
+    StableAudioTimeoutError,
+)
+from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAudioHook
+from airflow_provider_stableaudio.responses import GenerationState
+from tests.conftest import API_KEY, set_connection
+from tests.scripted_server import Reply
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+QUEUED = {"id": "gen-1:stable-audio", "status": "queued", "meta": {"usage": {"credits_used": 2520}}}
+ENVELOPE = {"message": "Too Many Requests", "requestId": "r-1", "statusCode": 429}
+
+
+def request(**params: object) -> GenerationRequest:
+    return GenerationRequest.build(prompt="a bright marimba melody", seconds_total=2, steps=10, **params)
+
+
+def fast_hook(**kwargs: object) -> StableAudioHook:
+    hook = StableAudioHook(**kwargs)  # type: ignore[arg-type]
+    hook._retry_wait = lambda attempt, error, action: None  # type: ignore[method-assign]
+    return hook
+
+
+def test_submit_poll_wait_download(connection, tmp_path: Path) -> None:
+    hook = StableAudioHook()
+    generation = hook.submit_generation(request())
+    assert generation.state is GenerationState.PENDING
+    assert generation.credits_used == 2520
+    assert hook.get_generation(generation.id).status in ("queued", "generating")
+
+    done = hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=10)
+    assert done.state is GenerationState.SUCCEEDED
+    assert done.audio_file is not None
+
+    target = hook.download_audio(
+        done.audio_file.url, tmp_path / "nested" / "clip.wav", expected_size=done.audio_file.file_size
+    )
+    data = target.read_bytes()
+    assert len(data) == done.audio_file.file_size
+    with wave.open(io.BytesIO(data)) as clip:
+        assert clip.getnframes() / clip.getframerate() == 2
+    assert list(target.parent.iterdir()) == [target]  # no temporary file left
+
+    ledger = connection.ledger()
+    assert [g["prompt"] for g in ledger["generations"]] == ["a bright marimba melody"]
+    assert ledger["generations"][0]["bytes_served"] == len(data)
+
+
+def test_every_api_call_sends_bearer_key_and_user_agent(scripted) -> None:
+    scripted.script(Reply(200, QUEUED))
+    StableAudioHook().submit_generation(request())
+    (seen,) = scripted.seen
+    assert seen.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert seen.headers["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("airflow-provider-stableaudio/")
+
+
+def test_download_sends_no_key(scripted, tmp_path: Path) -> None:
+    scripted.script(Reply(200, b"RIFF1234"))
+    StableAudioHook().download_audio(scripted.base_url + "/files/x.wav", tmp_path / "x.wav")
+    assert "Authorization" not in scripted.seen[0].headers
+
+
+def test_wrong_key_is_permanent_and_never_echoed(emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, host=emulator.base_url, password="wrong-key-77")
+    with pytest.raises(StableAudioPermanentError) as caught:
+        StableAudioHook().submit_generation(request())
+    assert caught.value.status_code == 401
+    assert caught.value.request_id
+    assert "wrong-key-77" not in str(caught.value)
+    assert "API key" in str(caught.value)
+    assert emulator.ledger()["generations"] == []
+
+
+def test_server_side_validation_error_is_permanent(connection) -> None:
+    # Bypass the client's own checks to see the API's 400.
+    bad = GenerationRequest(model="stable-audio", params={"prompt": "x", "seconds_total": 99})
+    with pytest.raises(StableAudioPermanentError, match=r"HTTP 400 .*seconds_total") as caught:
+        StableAudioHook().submit_generation(bad)
+    assert caught.value.status_code == 400
+
+
+def test_unknown_generation_is_a_permanent_404(connection) -> None:
+    with pytest.raises(StableAudioPermanentError, match="Generation nope is unknown to the API") as caught:
+        StableAudioHook().get_generation("nope")
+    assert caught.value.status_code == 404
+
+
+def test_failed_generation(connection) -> None:
+    hook = StableAudioHook()
+    generation = hook.submit_generation(
+        GenerationRequest.build(prompt="[emulator:error] drums", seconds_total=1)
+    )
+    with pytest.raises(StableAudioGenerationFailed, match=f"{generation.id} failed: GenerationError"):
+        hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=10)
+
+
+def test_wait_times_out_naming_id_and_last_status(connection) -> None:
+    connection.set_generation_seconds(60)
+    hook = StableAudioHook()
+    generation = hook.submit_generation(request())
+    with pytest.raises(
+        StableAudioTimeoutError, match=rf"{generation.id} was still '(queued|generating)' after"
+    ):
+        hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=0.3)
+
+
+def test_test_connection(connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, message = StableAudioHook().test_connection()
+    assert ok, message
+    assert connection.ledger()["generations"] == []  # proving the key paid for nothing
+    set_connection(monkeypatch, host=connection.base_url, password="bad-key-99")
+    ok, message = StableAudioHook().test_connection()
+    assert not ok
+    assert "401" in message
+    assert "bad-key-99" not in message
+
+
+def test_missing_key_and_bad_url_fail_before_any_request(emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, host=emulator.base_url)
+    with pytest.raises(StableAudioConfigError, match="has no API key"):
+        StableAudioHook().submit_generation(request())
+    set_connection(monkeypatch, host="http//broken", password=API_KEY)
+    with pytest.raises(StableAudioConfigError, match="malformed Base URL"):
+        StableAudioHook().submit_generation(request())
+    assert emulator.ledger()["requests"] == []
+
+
+def test_poll_retries_429_and_5xx_then_succeeds(scripted) -> None:
+    scripted.script(
+        Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
+        Reply(503, {"message": "maintenance", "statusCode": 503}),
+        Reply(200, b"not json"),
+        Reply(200, {"id": "g", "status": "generating"}),
+    )
+    assert fast_hook().get_generation("g").status == "generating"
+    assert len(scripted.seen) == 4
+
+
+def test_poll_gives_up_after_max_retries(scripted) -> None:
+    scripted.script(*[Reply(502, b"bad gateway")] * 3)
+    with pytest.raises(StableAudioRetryableError, match="HTTP 502"):
+        fast_hook(max_retries=2).get_generation("g")
+    assert len(scripted.seen) == 3
+
+
+def test_submit_retries_only_rejections(scripted) -> None:
+    scripted.script(
+        Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
+        Reply(503, {"message": "under maintenance", "statusCode": 503}),
+        Reply(200, QUEUED),
+    )
+    assert fast_hook().submit_generation(request()).id == "gen-1:stable-audio"
+    assert [s.method for s in scripted.seen] == ["POST"] * 3
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(504, {"message": "Generation timeout", "statusCode": 504}),
+     Reply(502, b"<html>bad gateway</html>"), Reply(200, b"{not json"), Reply(drop=True)],
+)  # fmt: skip
+def test_submit_with_unknown_outcome_is_never_resent(scripted, reply: Reply) -> None:
+    scripted.script(reply, Reply(200, QUEUED))
+    with pytest.raises(StableAudioSubmissionUnknownError, match="not sent again"):
+        fast_hook().submit_generation(request())
+    assert len(scripted.seen) == 1
+
+
+def test_submit_retries_when_the_connection_was_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, host="http://127.0.0.1:9", password=API_KEY)  # nothing listens on port 9
+    with pytest.raises(StableAudioConnectionError) as caught:
+        fast_hook(max_retries=1).submit_generation(request())
+    assert caught.value.request_sent is False
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [(Reply(404, b"gone"), "HTTP 404 (the URL may have expired)"),
+     (Reply(200, b"RIFF" + b"x" * 50, declared_length=200), "Connection broken: IncompleteRead"),
+     (Reply(200, b"RIFF" + b"x" * 96), "got 100 bytes but file_size says 5000")],
+)  # fmt: skip
+def test_failed_download_leaves_nothing(scripted, tmp_path: Path, reply: Reply, words: str) -> None:
+    scripted.script(reply)
+    target = tmp_path / "clip.wav"
+    with pytest.raises(StableAudioDownloadError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        StableAudioHook().download_audio(scripted.base_url + "/f.wav", target, expected_size=5000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_replaces_an_existing_file_whole(connection, tmp_path: Path) -> None:
+    hook = StableAudioHook()
+    done = hook.wait_for_generation(hook.submit_generation(request()).id, poll_interval=0.1, timeout=10)
+    target = tmp_path / "clip.wav"
+    target.write_bytes(b"old")
+    hook.download_audio(done.audio_file.url, target)  # type: ignore[union-attr]
+    served = connection.ledger()["generations"][0]["bytes_served"]
+    assert target.stat().st_size == served
+    assert hashlib.sha256(target.read_bytes()).hexdigest() != hashlib.sha256(b"old").hexdigest()
+
+
+def test_async_poll_matches_sync(connection) -> None:
+    hook = StableAudioHook()
+    generation = hook.submit_generation(request())
+
+    async def poll() -> str:
+        return (await StableAudioHook().aget_generation(generation.id)).status
+
+    assert asyncio.run(poll()) in ("queued", "generating")
+
+
+def test_async_poll_classifies_errors(connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def poll(generation_id: str) -> None:
+        await StableAudioHook().aget_generation(generation_id)
+
+    with pytest.raises(StableAudioPermanentError, match="unknown to the API"):
+        asyncio.run(poll("missing"))
+    set_connection(monkeypatch, host="http://127.0.0.1:9", password=API_KEY)
+    with pytest.raises(StableAudioConnectionError, match="could not poll generation g"):
+        asyncio.run(poll("g"))
+
+
+def test_async_malformed_body_is_retryable(scripted) -> None:
+    scripted.script(Reply(200, b"<html>"))
+
+    async def poll() -> None:
+        await StableAudioHook().aget_generation("g")
+
+    with pytest.raises(StableAudioResponseError, match="not JSON"):
+        asyncio.run(poll())
