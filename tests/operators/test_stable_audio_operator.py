@@ -1,0 +1,177 @@
+"""The operator: validation first, the id pushed first, deferral, completion and the synchronous path."""
+
+from __future__ import annotations
+
+import re
+import time
+import wave
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioGenerationFailed,
+    StableAudioResponseError,
+    StableAudioTimeoutError,
+    StableAudioValidationError,
+)
+from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.scripted_server import Reply
+
+
+class RecordingTI:
+    """Stands in for the task instance: records XCom pushes in order."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, Any]] = []
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed.append((key, value))
+
+    def xcom(self, key: str) -> Any:
+        return dict(self.pushed)[key]
+
+
+def context() -> dict[str, Any]:
+    return {"ti": RecordingTI()}
+
+
+def operator(**kwargs: Any) -> StableAudioGenerateOperator:
+    kwargs.setdefault("prompt", "a cheerful ukulele riff")
+    kwargs.setdefault("seconds_total", 2)
+    return StableAudioGenerateOperator(task_id="generate", poll_interval=0.1, **kwargs)
+
+
+def test_template_fields() -> None:
+    assert set(StableAudioGenerateOperator.template_fields) == {
+        "prompt", "seconds_total", "seconds_start", "steps", "model", "output_path",
+    }  # fmt: skip
+
+
+def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(timeout=120).execute(ctx)
+    (generation,) = connection.ledger()["generations"]
+    assert ctx["ti"].pushed == [("generation_id", generation["id"])]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, StableAudioGenerationTrigger)
+    assert (trigger.generation_id, trigger.conn_id, trigger.poll_interval) == (
+        generation["id"],
+        "stableaudio_default",
+        0.1,
+    )
+    assert trigger.end_time == pytest.approx(time.time() + 120, abs=5)
+    assert deferred.value.method_name == "execute_complete"
+    # The task's own timeout is later than the trigger's, so the trigger's clearer event wins.
+    assert deferred.value.timeout == timedelta(seconds=180)
+    assert generation["seconds_total"] == 2
+    assert generation["steps"] == 100
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"prompt": " "}, "prompt must be a non-empty string"),
+     ({"seconds_total": 48}, "seconds_total must be an integer from 1 to 47, got 48"),
+     ({"seconds_total": "30"}, "render_template_as_native_obj"),
+     ({"steps": 0}, "steps must be an integer from 1 to 1000, got 0"),
+     ({"model": "stable-audio-3"}, "model must be one of ['stable-audio']")],
+)  # fmt: skip
+def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str) -> None:
+    with pytest.raises(StableAudioValidationError) as caught:
+        operator(**kwargs).execute(context())
+    assert words in str(caught.value)
+    assert connection.ledger()["requests"] == []
+
+
+def test_unusable_output_folder_fails_before_any_request(connection, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StableAudioConfigError, match=r"output_path folder .* cannot be created"):
+        operator(output_path=str(blocker / "sub" / "clip.wav")).execute(context())
+    assert connection.ledger()["requests"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"poll_interval": 0}, "poll_interval must be a number of seconds greater than 0, got 0"),
+     ({"timeout": -5}, "timeout must be a number of seconds greater than 0, got -5"),
+     ({"wait_for_completion": False, "output_path": "/tmp/x.wav"},
+      "output_path needs wait_for_completion=True")],
+)  # fmt: skip
+def test_bad_settings_fail_when_the_dag_is_parsed(kwargs: dict, words: str) -> None:
+    kwargs = {"poll_interval": 0.1, **kwargs}
+    with pytest.raises(StableAudioConfigError, match=re.escape(words)):
+        StableAudioGenerateOperator(task_id="t", prompt="x", **kwargs)
+
+
+def test_submit_only_returns_the_generation_id(connection) -> None:
+    ctx = context()
+    result = operator(wait_for_completion=False).execute(ctx)
+    assert result == connection.ledger()["generations"][0]["id"]
+    assert ctx["ti"].pushed == [("generation_id", result)]
+
+
+def test_synchronous_path_downloads_and_pushes_xcoms(connection, tmp_path: Path) -> None:
+    ctx = context()
+    target = tmp_path / "out" / "clip.wav"
+    url = operator(deferrable=False, output_path=str(target)).execute(ctx)
+    keys = [key for key, _ in ctx["ti"].pushed]
+    assert keys == ["generation_id", "audio_file", "local_path"]
+    audio_file = ctx["ti"].xcom("audio_file")
+    assert audio_file["url"] == url
+    assert audio_file["generation_id"] == ctx["ti"].xcom("generation_id")
+    assert audio_file["credits_used"] == 25200
+    assert ctx["ti"].xcom("local_path") == str(target)
+    with wave.open(str(target)) as clip:
+        assert clip.getnframes() / clip.getframerate() == 2
+    assert target.stat().st_size == audio_file["file_size"]
+
+
+def test_synchronous_failure_names_the_generation(connection) -> None:
+    with pytest.raises(StableAudioGenerationFailed, match=r"generation .*:stable-audio failed"):
+        operator(deferrable=False, prompt="[emulator:error] gong").execute(context())
+
+
+def test_execute_complete_success_downloads(connection, tmp_path: Path) -> None:
+    ctx = context()
+    op = operator(output_path=str(tmp_path / "clip.wav"))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    trigger = deferred.value.trigger
+    # Let the generation finish, then hand the operator the event the trigger would send.
+    generation = op.hook.wait_for_generation(trigger.generation_id, poll_interval=0.1, timeout=10)
+    url = op.execute_complete(ctx, success_event(generation))
+    assert url == generation.audio_file.url  # type: ignore[union-attr]
+    assert Path(ctx["ti"].xcom("local_path")).stat().st_size == generation.audio_file.file_size  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "words"),
+    [(error_event("gen-9", "GenerationError: boom"), StableAudioGenerationFailed,
+      "generation gen-9 failed: GenerationError: boom"),
+     (timeout_event("gen-9", "still 'generating'"), StableAudioTimeoutError,
+      "generation gen-9 timed out: still 'generating'"),
+     ({"status": "cancelled", "generation_id": "gen-9"}, StableAudioResponseError,
+      "unexpected trigger event for generation gen-9")],
+)  # fmt: skip
+def test_execute_complete_fails_on_anything_but_success(event: dict, error: type, words: str) -> None:
+    ctx = context()
+    with pytest.raises(error, match=re.escape(words)):
+        operator().execute_complete(ctx, event)
+    assert ctx["ti"].pushed == []
+
+
+def test_already_completed_at_submission_does_not_defer(scripted) -> None:
+    done = {"id": "g", "status": "completed", "audio_file": {"url": "https://cdn.example/g.wav"}}
+    scripted.script(Reply(200, done))
+    ctx = context()
+    assert operator().execute(ctx) == "https://cdn.example/g.wav"
+    assert [k for k, _ in ctx["ti"].pushed] == ["generation_id", "audio_file"]
+    assert len(scripted.seen) == 1

@@ -1,0 +1,106 @@
+"""The sensor: poke, deferral, completion, and the same XComs as the operator."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
+
+from airflow_provider_stableaudio.events import error_event, success_event
+from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioPermanentError
+from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
+from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.operators.test_stable_audio_operator import context
+from tests.scripted_server import Reply
+
+
+def submit(prompt: str = "a lonely saxophone") -> str:
+    return StableAudioHook().submit_generation(GenerationRequest.build(prompt=prompt, seconds_total=1)).id
+
+
+def sensor(generation_id: str, **kwargs: object) -> StableAudioGenerationSensor:
+    return StableAudioGenerationSensor(
+        task_id="wait", generation_id=generation_id, poke_interval=0.1, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def test_template_fields() -> None:
+    assert set(StableAudioGenerationSensor.template_fields) == {"generation_id", "output_path"}
+
+
+def test_poke_pending_then_done_pushes_the_operators_xcoms(connection, tmp_path: Path) -> None:
+    generation_id = submit()
+    ctx = context()
+    waiting = sensor(generation_id, output_path=str(tmp_path / "clip.wav"))
+    assert waiting.poke(ctx) is False
+    connection.set_generation_seconds(0)
+    result = waiting.poke(ctx)
+    assert isinstance(result, PokeReturnValue)
+    assert result.is_done
+    audio_file = ctx["ti"].xcom("audio_file")
+    assert result.xcom_value == audio_file["url"]
+    assert [k for k, _ in ctx["ti"].pushed] == ["audio_file", "local_path"]
+    assert Path(ctx["ti"].xcom("local_path")).stat().st_size == audio_file["file_size"]
+
+
+def test_deferrable_execute_defers_on_the_shared_trigger(connection) -> None:
+    generation_id = submit()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(generation_id, timeout=300).execute(context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, StableAudioGenerationTrigger)
+    assert (trigger.generation_id, trigger.poll_interval) == (generation_id, 0.1)
+    assert trigger.end_time == pytest.approx(time.time() + 300, abs=5)
+    assert deferred.value.timeout == timedelta(seconds=360)
+
+
+def test_deferrable_execute_returns_at_once_when_already_done(connection) -> None:
+    generation_id = submit()
+    connection.set_generation_seconds(0)
+    ctx = context()
+    url = sensor(generation_id).execute(ctx)
+    assert url == ctx["ti"].xcom("audio_file")["url"]
+
+
+def test_poke_mode_waits_on_the_worker(connection) -> None:
+    generation_id = submit()
+    connection.set_generation_seconds(0.5)
+    ctx = context()
+    url = sensor(generation_id, deferrable=False, mode="poke").execute(ctx)
+    assert url == ctx["ti"].xcom("audio_file")["url"]
+
+
+def test_failed_generation_fails_the_poke(connection) -> None:
+    generation_id = submit("[emulator:error] kazoo")
+    connection.set_generation_seconds(0)
+    with pytest.raises(StableAudioGenerationFailed, match=f"{generation_id} failed"):
+        sensor(generation_id).poke(context())
+
+
+def test_unknown_generation_fails_the_poke(connection) -> None:
+    with pytest.raises(StableAudioPermanentError, match="unknown to the API"):
+        sensor("missing").poke(context())
+
+
+def test_transient_error_is_just_not_done_yet(scripted) -> None:
+    scripted.script(
+        *[Reply(503, {"message": "maintenance", "statusCode": 503}, headers={"Retry-After": "0"})] * 6
+    )
+    waiting = sensor("g")
+    waiting.hook.max_retries = 0
+    assert waiting.poke(context()) is False
+
+
+def test_execute_complete(connection) -> None:
+    generation_id = submit()
+    connection.set_generation_seconds(0)
+    generation = StableAudioHook().get_generation(generation_id)
+    ctx = context()
+    assert sensor(generation_id).execute_complete(ctx, success_event(generation)) == generation.audio_file.url  # type: ignore[union-attr]
+    with pytest.raises(StableAudioGenerationFailed, match=f"{generation_id} failed: boom"):
+        sensor(generation_id).execute_complete(context(), error_event(generation_id, "boom"))

@@ -1,0 +1,40 @@
+"""DAG files import the provider at parse time: no HTTP client at import, no Airflow in the pure core."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def modules_after_import(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "airflow_provider_stableaudio.operators.stable_audio",
+        "airflow_provider_stableaudio.sensors.stable_audio",
+    ],
+)
+def test_dag_facing_modules_import_no_http_client(module: str) -> None:
+    # Airflow's own SDK loads httpx; what counts is what the provider adds on top of it.
+    added = modules_after_import(f"import {module}") - modules_after_import("import airflow.sdk")
+    added_packages = {name.split(".")[0] for name in added}
+    assert not {"requests", "aiohttp", "httpx", "urllib3", "yarl", "multidict"} & added_packages
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["generation", "responses", "events", "api_errors", "settings", "exceptions"],
+)
+def test_pure_core_imports_nothing_from_airflow(module: str) -> None:
+    loaded = modules_after_import(f"import airflow_provider_stableaudio.{module}")
+    assert not {m for m in loaded if m == "airflow" or m.startswith("airflow.")}
