@@ -6,6 +6,8 @@ No Airflow imports: this runs in DAG parsing, in ``execute`` before any HTTP cal
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -169,3 +171,8 @@ class GenerationRequest:
     def to_json(self) -> dict[str, Any]:
         """The JSON body to send."""
         return {"model": self.model, **self.params}
+
+    def fingerprint(self) -> str:
+        """A short digest of the body: tells whether a later try asks for the same clip."""
+        body = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()[:16]

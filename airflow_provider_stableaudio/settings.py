@@ -42,6 +42,7 @@ def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: st
         or not parts.hostname
         or parts.hostname in ("http", "https")  # a scheme missing its ':' or '//'
         or "//" in parts.path
+        or parts.netloc.endswith(":")  # "htp:/host" read as host "htp" with an empty port
         or parsed_port == -1
         or parts.query
         or parts.fragment

@@ -15,6 +15,20 @@ AIRFLOW_HOME = tempfile.mkdtemp(prefix="stableaudio-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
+# dag.test() syncs DAGs from the configured bundles: the examples, and the tests' own DAGs.
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(path), "refresh_interval": 0},
+        }
+        for name, path in (
+            ("provider_examples", ROOT / "example_dags"),
+            ("provider_test_dags", ROOT / "tests" / "dags"),
+        )
+    ]
+)
 os.environ.pop("AIRFLOW_CONN_STABLEAUDIO_DEFAULT", None)
 
 import pytest  # noqa: E402

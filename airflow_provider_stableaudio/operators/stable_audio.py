@@ -10,7 +10,12 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_stableaudio.delivery import deliver_generation, prepare_output_path
 from airflow_provider_stableaudio.events import generation_from_event
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioGenerationFailed
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioGenerationFailed,
+    StableAudioPermanentError,
+    StableAudioTimeoutError,
+)
 from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.responses import GenerationState
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_stableaudio.responses import Generation
 
+# Key in the task's durable state (Airflow >= 3.3) holding the submitted generation.
+STATE_KEY = "stableaudio_generation"
 # The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
 DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
 
@@ -114,15 +121,10 @@ class StableAudioGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         request = self.build_request()
         prepare_output_path(self.output_path)
-        generation = self.hook.submit_generation(request)
-        # First thing after the API accepted it: whatever happens next, the id is not lost.
+        # Airflow >= 3.3 keeps this store across tries of the task; older versions have none.
+        store = context.get("task_state_store")
+        generation = self._reattach(store, request) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
-        self.log.info(
-            "Submitted Stable Audio generation %s (%s credits): %s",
-            generation.id,
-            generation.credits_used,
-            request.params,
-        )
         if not self.wait_for_completion:
             return generation.id
         if generation.state is GenerationState.PENDING:
@@ -132,6 +134,43 @@ class StableAudioGenerateOperator(BaseOperator):
                 generation.id, poll_interval=self.poll_interval, timeout=self.timeout
             )
         return self._finish(context, generation)
+
+    def _submit(self, store: Any, request: GenerationRequest) -> Generation:
+        generation = self.hook.submit_generation(request)
+        # First thing after the API accepted it, so that a retry of this task re-attaches to it
+        # instead of paying for a second generation.
+        if store is not None:
+            store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+        self.log.info(
+            "Submitted Stable Audio generation %s (%s credits): %s",
+            generation.id,
+            generation.credits_used,
+            request.params,
+        )
+        return generation
+
+    def _reattach(self, store: Any, request: GenerationRequest) -> Generation | None:
+        """The generation an earlier try of this task submitted, if it is still worth waiting for."""
+        saved = store.get(STATE_KEY) if store is not None else None
+        if not isinstance(saved, dict) or saved.get("request") != request.fingerprint():
+            return None
+        generation_id = saved["generation_id"]
+        try:
+            generation = self.hook.get_generation(generation_id)
+        except StableAudioPermanentError as error:
+            self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
+            return None
+        if generation.state is GenerationState.FAILED:
+            self.log.warning(
+                "Generation %s from an earlier try failed (%s): submitting a new one",
+                generation_id,
+                generation.error_message,
+            )
+            return None
+        self.log.info(
+            "Re-attaching to generation %s from an earlier try (%s)", generation_id, generation.status
+        )
+        return generation
 
     def _defer(self, generation_id: str) -> None:
         import time
@@ -151,7 +190,11 @@ class StableAudioGenerateOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
-        return self._finish(context, generation_from_event(event))
+        try:
+            generation = generation_from_event(event)
+        except StableAudioTimeoutError as error:
+            raise StableAudioTimeoutError(f"{error} (timeout {self.timeout:g}s)") from None
+        return self._finish(context, generation)
 
     def _finish(self, context: Context, generation: Generation) -> str:
         if generation.state is GenerationState.FAILED:

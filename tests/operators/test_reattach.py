@@ -1,0 +1,107 @@
+"""A retry of the task re-attaches to the generation an earlier try submitted: never pays twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow_provider_stableaudio.exceptions import StableAudioTimeoutError
+from airflow_provider_stableaudio.operators.stable_audio import STATE_KEY
+from tests.operators.test_stable_audio_operator import RecordingTI, operator
+
+
+class MemoryStore:
+    """Airflow 3.3's ``task_state_store`` as the operator sees it: get/set of JSON values."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def a_try(store: MemoryStore | None) -> dict[str, Any]:
+    """The context of one try of the task: fresh XComs (Airflow clears them), the same store."""
+    return {"ti": RecordingTI(), "task_state_store": store}
+
+
+def test_a_retry_waits_for_the_first_tries_generation(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(60)
+    with pytest.raises(StableAudioTimeoutError):
+        operator(deferrable=False, timeout=0.3).execute(a_try(store))
+    (generation,) = connection.ledger()["generations"]
+    assert store.values[STATE_KEY]["generation_id"] == generation["id"]
+
+    connection.set_generation_seconds(0)
+    second = a_try(store)
+    url = operator(deferrable=False).execute(second)
+    assert len(connection.ledger()["generations"]) == 1
+    assert second["ti"].xcom("generation_id") == generation["id"]
+    assert url == second["ti"].xcom("audio_file")["url"]
+
+
+def test_a_deferrable_retry_defers_on_the_same_generation(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(60)
+    with pytest.raises(TaskDeferred) as first:
+        operator().execute(a_try(store))
+    with pytest.raises(TaskDeferred) as second:
+        operator().execute(a_try(store))
+    assert first.value.trigger.generation_id == second.value.trigger.generation_id
+    assert len(connection.ledger()["generations"]) == 1
+
+
+def test_a_failed_generation_is_submitted_again(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    with pytest.raises(Exception, match="failed"):
+        operator(deferrable=False, prompt="[emulator:error] bells").execute(a_try(store))
+    # The user fixed nothing, but the API may succeed this time: a failed generation is not reused.
+    with pytest.raises(Exception, match="failed"):
+        operator(deferrable=False, prompt="[emulator:error] bells").execute(a_try(store))
+    assert len(connection.ledger()["generations"]) == 2
+
+
+def test_a_changed_request_is_a_new_generation(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    operator(deferrable=False, prompt="first idea").execute(a_try(store))
+    operator(deferrable=False, prompt="second idea").execute(a_try(store))
+    assert [g["prompt"] for g in connection.ledger()["generations"]] == ["first idea", "second idea"]
+
+
+def test_an_unknown_stored_generation_is_submitted_again(connection) -> None:
+    store = MemoryStore()
+    op = operator(deferrable=False)
+    store.set(STATE_KEY, {"generation_id": "expired-id", "request": op.build_request().fingerprint()})
+    connection.set_generation_seconds(0)
+    op.execute(a_try(store))
+    assert len(connection.ledger()["generations"]) == 1
+
+
+def test_without_durable_state_every_try_submits(connection) -> None:
+    # Airflow < 3.3 has no task_state_store: the documented fallback is a fresh submission.
+    connection.set_generation_seconds(0)
+    operator(deferrable=False).execute(a_try(None))
+    operator(deferrable=False).execute(a_try(None))
+    assert len(connection.ledger()["generations"]) == 2
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_airflow_retry_re_attaches_end_to_end(connection) -> None:
+    """A real task retry in ``dag.test()``: the first try times out, the second re-attaches."""
+    from tests.dags import load_dag
+
+    # Done 3 s after submission: after the first try's 2 s timeout, within the retry's.
+    connection.set_generation_seconds(3)
+    run = load_dag("reattach.py", "reattach_e2e").test()
+    assert run.state == "success"
+    (generation,) = connection.ledger()["generations"]
+    assert generation["polls"] >= 2
+    assert run.get_task_instance("generate").try_number == 2
