@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Any
 
 DAGS = Path(__file__).parent
+EXAMPLE_DAGS = DAGS.parent.parent / "example_dags"
 
 
 def load_dag(file_name: str, dag_id: str) -> Any:
+    """Load ``dag_id`` from a file of the tests' DAGs or of ``example_dags/``."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS / file_name))
+    path = DAGS / file_name if (DAGS / file_name).exists() else EXAMPLE_DAGS / file_name
+    bag = DagBag(dag_folder=str(path))
     assert bag.import_errors == {}, bag.import_errors
     return bag.dags[dag_id]
