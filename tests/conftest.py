@@ -53,7 +53,8 @@ def emulator_server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
-    """The session's emulator, emptied and with the default generation time."""
+    """The session's emulator, emptied, without faults and with the default generation time."""
+    emulator_server.clear_faults()
     emulator_server.reset()
     emulator_server.set_generation_seconds(GENERATION_SECONDS)
     return emulator_server

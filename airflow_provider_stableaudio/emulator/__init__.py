@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .audio import synthesize_wav
+from .faults import FaultConfig
 from .server import EmulatorConfig, EmulatorServer, build_app
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "build_app", "synthesize_wav"]
+__all__ = ["EmulatorConfig", "EmulatorServer", "FaultConfig", "build_app", "synthesize_wav"]

@@ -11,6 +11,7 @@ import sys
 
 from aiohttp import web
 
+from . import faults
 from .server import EmulatorConfig, build_app, make_runner
 
 
@@ -33,9 +34,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port-file", default=None, help="write the bound port to this file")
     parser.add_argument("--backlog", type=int, default=4096, help="listen backlog (default: %(default)s)")
+    faults.add_cli_arguments(parser)
     args = parser.parse_args(argv)
     if args.generation_seconds < 0:
         parser.error("--generation-seconds must be >= 0")
+    try:
+        args.faults = faults.from_cli(args)
+    except ValueError as exc:
+        name, _, problem = str(exc).partition(": ")
+        parser.error(f"--{name.replace('_', '-')}: {problem}")
     return args
 
 
@@ -52,6 +59,7 @@ async def _serve(args: argparse.Namespace) -> int:
         generation_seconds=args.generation_seconds,
         api_keys=frozenset(args.api_key),
         public_base_url=args.public_base_url,
+        faults=args.faults,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

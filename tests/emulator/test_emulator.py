@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -374,6 +375,8 @@ def test_ledger_counts_everything(server: EmulatorServer) -> None:
     assert (generation["seconds_total"], generation["seconds_start"], generation["steps"]) == (2, None, 5)
     assert (generation["status"], generation["polls"], generation["downloads"]) == ("completed", 2, 1)
     assert generation["bytes_served"] == audio["file_size"]
+    assert generation["complete_downloads"] == 1
+    assert generation["sha256"] == hashlib.sha256(synthesize_wav("counted", 2)).hexdigest()
     assert datetime.fromisoformat(generation["created_at"].replace("Z", "+00:00"))
     file_path = f"/files/{generation_id.split(':')[0]}.wav"
     assert [(r["method"], r["path"], r["status"]) for r in ledger["requests"]] == [
@@ -386,6 +389,7 @@ def test_ledger_counts_everything(server: EmulatorServer) -> None:
         ("GET", "/no/such/route", 404),
         ("GET", PATH, 404),
     ]
+    assert {r["fault"] for r in ledger["requests"]} == {None}
     status, _, raw = call(server, "GET", "/_emulator/ledger", key=None)
     assert status == 200
     assert json.loads(raw) == ledger  # admin calls are not recorded
@@ -395,7 +399,9 @@ def test_reset_forgets_everything(server: EmulatorServer) -> None:
     generation_id = create(server)["id"]
     status, _, _ = call(server, "POST", "/_emulator/reset", key=None)
     assert status == 200
-    assert server.ledger() == {"generations": [], "requests": []}
+    ledger = server.ledger()
+    assert (ledger["generations"], ledger["requests"]) == ([], [])
+    assert set(ledger["faults"].values()) == {0}
     status, _, _ = call(server, "GET", f"{PATH}?generation_id={generation_id}")
     assert status == 404
 

@@ -1,0 +1,168 @@
+"""Handlers of the imitated API: create and poll generations, download their files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from . import faults
+from .audio import wav_size
+from .envelope import error_response
+from .state import MODEL, STATE_KEY
+
+GENERATION_ERROR = "The model failed to generate audio for this prompt"
+CREDITS_PER_STEP = 252
+GENERATION_PATH = "/v2/generate/audio"
+FILES_PREFIX = "/files/"
+CHUNK = 256 * 1024  # bounds what the transport may copy per write
+_INT_FIELDS: dict[str, tuple[int, int, int | None]] = {
+    "seconds_total": (1, 47, 30),
+    "seconds_start": (0, 47, None),
+    "steps": (1, 1000, 100),
+}
+_ALLOWED_FIELDS = frozenset({"model", "prompt", *_INT_FIELDS})
+
+
+def _authorized(request: web.Request, keys: frozenset[str]) -> bool:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    key = key.strip()
+    return scheme.lower() == "bearer" and bool(key) and (not keys or key in keys)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> tuple[int | None, str | None]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"{name}: Expected number, received {_type_name(value)}"
+    if isinstance(value, float) and not value.is_integer():
+        return None, f"{name}: Expected integer, received float"
+    number = int(value)
+    if number < low:
+        return None, f"{name}: Number must be greater than or equal to {low}"
+    if number > high:
+        return None, f"{name}: Number must be less than or equal to {high}"
+    return number, None
+
+
+def validate_create(body: object) -> tuple[dict[str, Any], list[str]]:
+    """Validate a create body like the API's zod schema; return (parameters, problems)."""
+    if not isinstance(body, dict):
+        return {}, [f"Expected object, received {_type_name(body)}"]
+    problems: list[str] = []
+    unknown = [key for key in body if key not in _ALLOWED_FIELDS]
+    if unknown:
+        problems.append("Unrecognized key(s) in object: " + ", ".join(f"'{k}'" for k in unknown))
+    if "model" not in body:
+        problems.append("model: Required")
+    elif body["model"] != MODEL:
+        problems.append(f'model: Invalid literal value, expected "{MODEL}"')
+    prompt = body.get("prompt")
+    if "prompt" not in body:
+        problems.append("prompt: Required")
+    elif not isinstance(prompt, str):
+        problems.append(f"prompt: Expected string, received {_type_name(prompt)}")
+    elif not prompt.strip():
+        problems.append("prompt: String must contain at least 1 character(s)")
+    params: dict[str, Any] = {"prompt": prompt}
+    for name, (low, high, default) in _INT_FIELDS.items():
+        if name not in body:
+            params[name] = default
+            continue
+        params[name], problem = _check_int(name, body[name], low, high)
+        if problem:
+            problems.append(problem)
+    start, total = params["seconds_start"], params["seconds_total"]
+    if start is not None and total is not None and start > total:
+        problems.append("seconds_start: Number must be less than or equal to seconds_total")
+    return params, problems
+
+
+async def read_json(request: web.Request) -> tuple[object, str | None]:
+    try:
+        return json.loads(await request.read()), None
+    except ValueError as exc:
+        return None, f"Invalid JSON body: {exc}"
+
+
+async def create(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    if not _authorized(request, state.config.api_keys):
+        return error_response(request, 401, "Unauthorized")
+    body, problem = await read_json(request)
+    if problem:
+        return error_response(request, 400, problem)
+    params, problems = validate_create(body)
+    if problems:
+        return error_response(request, 400, "; ".join(problems))
+    gen = state.create(**params, forced_error=faults.current() == "generation_error")
+    return web.json_response(
+        {"id": gen.id, "status": "queued", "meta": {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}}}
+    )
+
+
+async def poll(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    if not _authorized(request, state.config.api_keys):
+        return error_response(request, 401, "Unauthorized")
+    gen_id = request.query.get("generation_id", "")
+    if not gen_id:
+        return error_response(request, 400, "generation_id: Required")
+    gen = state.generations.get(gen_id)
+    if gen is None:
+        return error_response(request, 404, "Generation not found")
+    gen.polls += 1
+    status = state.status(gen)
+    body: dict[str, Any] = {"id": gen.id, "status": status, "audio_file": None, "error": None}
+    if status == "completed":
+        base = (state.config.public_base_url or f"{request.scheme}://{request.host}").rstrip("/")
+        body["audio_file"] = {
+            "url": f"{base}{FILES_PREFIX}{gen.file_name}",
+            "content_type": "audio/wav",
+            "file_name": gen.file_name,
+            "file_size": wav_size(gen.seconds_total),
+        }
+        body["meta"] = {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}}
+    elif status == "error":
+        body["error"] = {"name": "GenerationError", "message": GENERATION_ERROR}
+    return web.json_response(body)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    gen = state.files.get(request.match_info["name"])
+    if gen is None or state.status(gen) != "completed":
+        return error_response(request, 404, "File not found")
+    data = state.wav(gen)
+    response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+    response.content_length = len(data)
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    gen.downloads += 1
+    truncated = faults.current() == "download_truncated"
+    end = len(data) // 2 if truncated else len(data)
+    view = memoryview(data)  # slices share the cached bytes instead of copying them
+    try:
+        for offset in range(0, end, CHUNK):
+            chunk = view[offset : min(offset + CHUNK, end)]
+            await response.write(chunk)
+            gen.bytes_served += len(chunk)
+        if truncated:
+            faults.close_connection(request)  # the client sees fewer bytes than Content-Length
+            return response
+        await response.write_eof()
+        gen.complete_downloads += 1
+    except ConnectionError:
+        pass  # the client went away; bytes_served says how far it got
+    return response

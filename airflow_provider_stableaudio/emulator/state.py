@@ -1,0 +1,179 @@
+"""The emulator's configuration and state: generations, the ledger, faults and the WAV cache."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiohttp import web
+
+from .audio import synthesize_wav
+from .envelope import now_iso
+from .faults import FAULT_KINDS, FaultConfig, FaultInjector
+
+MODEL = "stable-audio"
+ERROR_MARKER = "[emulator:error]"
+_WAV_CACHE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorConfig:
+    """Behaviour of the emulator.
+
+    :param generation_seconds: time from creation until a generation is completed.
+    :param api_keys: accepted Bearer keys; empty accepts any non-empty key.
+    :param public_base_url: base of the audio URLs; default: derived from the request's Host.
+    :param faults: fault injection settings; default: none.
+    """
+
+    generation_seconds: float = 3.0
+    api_keys: frozenset[str] = frozenset()
+    public_base_url: str | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+
+@dataclass(kw_only=True)
+class Generation:
+    id: str
+    file_name: str
+    prompt: str
+    seconds_total: int
+    seconds_start: int | None
+    steps: int
+    created_at: str
+    created: float  # time.monotonic() at creation
+    forced_error: bool = False  # a generation_error fault
+    terminal: str | None = None  # latched so a later config change cannot undo completion
+    polls: int = 0
+    downloads: int = 0
+    complete_downloads: int = 0
+    bytes_served: int = 0
+    sha256: str | None = None  # of the file, once synthesised
+
+
+class EmulatorState:
+    """Generations, the request ledger, the fault draws and the WAV cache; used only from the app's loop.
+
+    :param config: the initial configuration (replaceable at run time).
+    """
+
+    def __init__(self, *, config: EmulatorConfig) -> None:
+        self.config = config
+        self.faults = FaultInjector(config.faults.seed)
+        self.generations: dict[str, Generation] = {}
+        self.files: dict[str, Generation] = {}
+        # (method, path, status or None if the connection was dropped, fault or None)
+        self.requests: list[tuple[str, str, int | None, str | None]] = []
+        self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
+        self.epoch = 0  # bumped by reset, so requests spanning it stay out of the new ledger
+        self._wavs: OrderedDict[tuple[str, int], tuple[bytes, str]] = OrderedDict()
+        self._wav_bytes = 0
+
+    def create(
+        self,
+        *,
+        prompt: str,
+        seconds_total: int,
+        seconds_start: int | None,
+        steps: int,
+        forced_error: bool = False,
+    ) -> Generation:
+        token = str(uuid.uuid4())
+        gen = Generation(
+            id=f"{token}:{MODEL}",
+            file_name=f"{token}.wav",
+            prompt=prompt,
+            seconds_total=seconds_total,
+            seconds_start=seconds_start,
+            steps=steps,
+            created_at=now_iso(),
+            created=time.monotonic(),
+            forced_error=forced_error,
+        )
+        self.generations[gen.id] = self.files[gen.file_name] = gen
+        return gen
+
+    def status(self, gen: Generation) -> str:
+        if gen.terminal is not None:
+            return gen.terminal
+        total = self.config.generation_seconds
+        elapsed = time.monotonic() - gen.created
+        if elapsed >= total:
+            failed = gen.forced_error or ERROR_MARKER in gen.prompt
+            gen.terminal = "error" if failed else "completed"
+            return gen.terminal
+        return "queued" if elapsed < 0.2 * total else "generating"
+
+    def wav(self, gen: Generation) -> bytes:
+        """Return the generation's WAV, synthesising it on first use (LRU-cached by size)."""
+        key = (gen.prompt, gen.seconds_total)
+        cached = self._wavs.get(key)
+        if cached is None:
+            data = synthesize_wav(gen.prompt, gen.seconds_total)
+            cached = self._wavs[key] = (data, hashlib.sha256(data).hexdigest())
+            self._wav_bytes += len(data)
+            while self._wav_bytes > _WAV_CACHE_BYTES and len(self._wavs) > 1:
+                self._wav_bytes -= len(self._wavs.popitem(last=False)[1][0])
+        else:
+            self._wavs.move_to_end(key)
+        gen.sha256 = cached[1]
+        return cached[0]
+
+    def set_faults(self, faults: FaultConfig, *, reseed: bool) -> None:
+        self.config = replace(self.config, faults=faults)
+        if reseed:
+            self.faults.reseed(faults.seed)
+
+    def record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
+        self.requests.append((method, path, status, fault))
+        if fault is not None:
+            self.fault_counts[fault] += 1
+
+    def ledger(self) -> dict[str, Any]:
+        """Return what was asked and served since the last reset (``GET /_emulator/ledger``).
+
+        Per generation: ``polls`` answered by the handler (faulted ones are not), ``downloads``
+        whose body started, ``complete_downloads`` that sent every byte, ``bytes_served`` in
+        total, ``sha256`` of the file once synthesised (else None). Per request: ``status``
+        (None when the connection was dropped) and ``fault`` (a kind, or None). ``faults``:
+        how many times each kind was applied.
+        """
+        return {
+            "generations": [
+                {
+                    "id": g.id,
+                    "model": MODEL,
+                    "prompt": g.prompt,
+                    "seconds_total": g.seconds_total,
+                    "seconds_start": g.seconds_start,
+                    "steps": g.steps,
+                    "created_at": g.created_at,
+                    "status": self.status(g),
+                    "polls": g.polls,
+                    "downloads": g.downloads,
+                    "complete_downloads": g.complete_downloads,
+                    "bytes_served": g.bytes_served,
+                    "sha256": g.sha256,
+                }
+                for g in self.generations.values()
+            ],
+            "requests": [{"method": m, "path": p, "status": s, "fault": f} for m, p, s, f in self.requests],
+            "faults": dict(self.fault_counts),
+        }
+
+    def reset(self) -> None:
+        """Forget generations, requests and fault counts; end slow waits; re-seed the fault draws."""
+        self.generations.clear()
+        self.files.clear()
+        self.requests.clear()
+        self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
+        self.epoch += 1
+        self.faults.wake()
+        self.faults.reseed(self.config.faults.seed)
+
+
+STATE_KEY = web.AppKey("stableaudio_emulator_state", EmulatorState)
