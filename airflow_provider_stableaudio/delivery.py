@@ -1,38 +1,25 @@
-"""What the operator and the sensor do with a completed generation: XComs and the optional download."""
+"""What the operator and the sensor do with a completed generation: XComs, the download, the asset event."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError
+from airflow_provider_stableaudio import storage
 
 if TYPE_CHECKING:
     from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
     from airflow_provider_stableaudio.responses import Generation
+    from airflow_provider_stableaudio.storage import OutputPath
+
+#: XCom keys pushed for a completed generation (``generation_id`` is pushed at submission).
+AUDIO_FILE_XCOM = "audio_file"
+LOCAL_PATH_XCOM = "local_path"
 
 
-def prepare_output_path(output_path: str | None) -> Path | None:
-    """Check ``output_path`` and create its folder, before anything is paid for.
-
-    :raises StableAudioConfigError: it names a folder, or its folder cannot be created.
-    """
-    if output_path is None:
-        return None
-    if not isinstance(output_path, (str, Path)) or not str(output_path).strip():
-        raise StableAudioConfigError(f"output_path must be a file path, got {output_path!r}")
-    path = Path(output_path).expanduser()
-    if path.is_dir():
-        raise StableAudioConfigError(
-            f"output_path {str(path)!r} is a folder: give the path of the file to write"
-        )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StableAudioConfigError(
-            f"output_path folder {str(path.parent)!r} cannot be created: {exc.strerror or exc}"
-        ) from exc
-    return path
+def prepare_output_path(output_path: OutputPath | None) -> None:
+    """Check ``output_path`` (and create its local folder) before anything is paid for."""
+    if output_path is not None:
+        storage.prepare(output_path)
 
 
 def deliver_generation(
@@ -40,18 +27,21 @@ def deliver_generation(
     context: Any,
     hook: StableAudioHook,
     generation: Generation,
-    output_path: str | None,
+    output_path: OutputPath | None,
     log: Any,
+    asset_extra: dict[str, Any] | None = None,
 ) -> str:
-    """Push the ``audio_file`` (and ``local_path``) XComs, download if asked; return the audio URL."""
+    """Push the ``audio_file`` (and ``local_path``) XComs, download if asked; return the audio URL.
+
+    :param asset_extra: request details to attach, with the file's, to the event of every asset in
+        the task's ``outlets``.
+    """
     audio = generation.audio_file
     if audio is None:
         raise ValueError(f"generation {generation.id} has no audio file")
     ti = context["ti"]
-    ti.xcom_push(
-        key="audio_file",
-        value={**audio.to_dict(), "generation_id": generation.id, "credits_used": generation.credits_used},
-    )
+    metadata = {**audio.to_dict(), "generation_id": generation.id, "credits_used": generation.credits_used}
+    ti.xcom_push(key=AUDIO_FILE_XCOM, value=metadata)
     log.info(
         "Generation %s completed: %s (%s bytes, %s credits)",
         generation.id,
@@ -59,8 +49,22 @@ def deliver_generation(
         audio.file_size,
         generation.credits_used,
     )
-    target = prepare_output_path(output_path)
-    if target is not None:
-        local = hook.download_audio(audio.url, target, expected_size=audio.file_size)
-        ti.xcom_push(key="local_path", value=str(local))
+    location = None
+    if output_path is not None:
+        location = hook.download_audio(audio.url, output_path, expected_size=audio.file_size)
+        ti.xcom_push(key=LOCAL_PATH_XCOM, value=location)
+    _attach_to_asset_events(context, {**(asset_extra or {}), **metadata, "local_path": location})
     return audio.url
+
+
+def _attach_to_asset_events(context: Any, extra: dict[str, Any]) -> None:
+    """Put the clip's details on the event of each asset the task emits (its ``outlets``)."""
+    task = context.get("task")
+    outlet_events = context.get("outlet_events")
+    if task is None or outlet_events is None:
+        return
+    from airflow.providers.common.compat.sdk import Asset
+
+    for outlet in getattr(task, "outlets", None) or ():
+        if isinstance(outlet, Asset):
+            outlet_events[outlet].extra.update(extra)

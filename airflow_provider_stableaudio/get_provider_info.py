@@ -62,6 +62,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_stableaudio.triggers.stable_audio"],
             }
         ],
+        "extra-links": ["airflow_provider_stableaudio.links.StableAudioClipLink"],
         "connection-types": [
             {
                 "connection-type": "stableaudio",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_stableaudio import __version__
+from airflow_provider_stableaudio import __version__, storage
 from airflow_provider_stableaudio.api_errors import (
     backoff_delay,
     error_from_response,
@@ -37,6 +35,7 @@ if TYPE_CHECKING:
     import requests
 
     from airflow_provider_stableaudio.generation import GenerationRequest
+    from airflow_provider_stableaudio.storage import OutputPath
 
 GENERATE_PATH = "/v2/generate/audio"
 USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
@@ -273,57 +272,51 @@ class StableAudioHook(BaseHook):
 
     # -- downloads ----------------------------------------------------------------------------
 
-    def download_audio(
-        self, url: str, path: str | os.PathLike[str], *, expected_size: int | None = None
-    ) -> Path:
+    def download_audio(self, url: str, path: OutputPath, *, expected_size: int | None = None) -> str:
         """Stream the file at ``url`` to ``path``: whole, or not at all.
 
-        Chunks go to a temporary file beside ``path`` that is renamed into place only once every
-        byte arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
-        temporary file is removed and nothing is left at ``path``.
+        Chunks go to a temporary file beside ``path`` that is moved into place only once every byte
+        arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
+        temporary file is removed and nothing is left at ``path``. The file is never held whole in
+        memory.
 
         :param url: the audio URL (a CDN URL: sent without the API key).
-        :param path: the destination file; its folder is created.
+        :param path: a local path (its folder is created), a URI such as ``s3://bucket/clip.wav``
+            or an ``ObjectStoragePath``.
         :param expected_size: the ``file_size`` the API reported, if any.
-        :raises StableAudioDownloadError: the file could not be fetched or arrived incomplete.
+        :return: where the file was written, as a path or URI.
+        :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
         """
         import requests
 
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        target = storage.prepare(path)
+        location = storage.describe(path, target)
         received = 0
         try:
-            with os.fdopen(fd, "wb") as out:
-                with self.get_conn().get(url, stream=True, timeout=self.settings.request_timeout) as response:
-                    if response.status_code != 200:
-                        hint = (
-                            " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
-                        )
-                        raise StableAudioDownloadError(
-                            f"downloading {url} failed with HTTP {response.status_code}{hint}"
-                        )
-                    announced = response.headers.get("Content-Length")
-                    for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                        out.write(chunk)
-                        received += len(chunk)
+            with (
+                storage.staged_write(target) as out,
+                self.get_conn().get(url, stream=True, timeout=self.settings.request_timeout) as response,
+            ):
+                if response.status_code != 200:
+                    hint = " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
+                    raise StableAudioDownloadError(
+                        f"downloading {url} failed with HTTP {response.status_code}{hint}"
+                    )
+                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    received += len(chunk)
+                announced = response.headers.get("Content-Length")
                 for what, size in (("Content-Length", announced), ("file_size", expected_size)):
                     if size is not None and int(size) != received:
                         raise StableAudioDownloadError(
                             f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
                         )
-            os.replace(tmp_name, target)
-        except BaseException as exc:
-            _remove_quietly(tmp_name)
-            if isinstance(exc, requests.RequestException):
-                raise StableAudioDownloadError(
-                    f"downloading {url} failed after {received} bytes: {exc}"
-                ) from exc
-            if isinstance(exc, OSError):
-                raise StableAudioDownloadError(f"writing the audio to {target} failed: {exc}") from exc
-            raise
-        self.log.info("Downloaded %d bytes to %s", received, target)
-        return target
+        except requests.RequestException as exc:
+            raise StableAudioDownloadError(f"downloading {url} failed after {received} bytes: {exc}") from exc
+        except OSError as exc:
+            raise StableAudioDownloadError(f"writing the audio to {location} failed: {exc}") from exc
+        self.log.info("Downloaded %d bytes to %s", received, location)
+        return location
 
     # -- asynchronous API calls (triggers) ----------------------------------------------------
 

@@ -18,6 +18,7 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.links import StableAudioClipLink
 from airflow_provider_stableaudio.responses import GenerationState
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stableaudio.responses import Generation
+    from airflow_provider_stableaudio.storage import OutputPath
 
 # Key in the task's durable state (Airflow >= 3.3) holding the submitted generation.
 STATE_KEY = "stableaudio_generation"
@@ -58,7 +60,8 @@ class StableAudioGenerateOperator(BaseOperator):
     :param timeout: seconds to wait for the generation (number or timedelta; default 15 min).
     :param deferrable: wait in the triggerer, not on a worker (default True).
     :param wait_for_completion: when False, return the generation id right after submitting.
-    :param output_path: download the audio to this file once completed (templated).
+    :param output_path: download the audio here once completed: a local path, a URI
+        (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -69,6 +72,7 @@ class StableAudioGenerateOperator(BaseOperator):
         "model",
         "output_path",
     )
+    operator_extra_links = (StableAudioClipLink(),)
     ui_color = "#e3d7ff"
 
     def __init__(
@@ -84,7 +88,7 @@ class StableAudioGenerateOperator(BaseOperator):
         timeout: float | timedelta = timedelta(minutes=15),
         deferrable: bool = True,
         wait_for_completion: bool = True,
-        output_path: str | None = None,
+        output_path: OutputPath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -201,6 +205,16 @@ class StableAudioGenerateOperator(BaseOperator):
             raise StableAudioGenerationFailed(
                 f"Stable Audio generation {generation.id} failed: {generation.error_message}"
             )
+        request = self.build_request()
         return deliver_generation(
-            context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
+            context=context,
+            hook=self.hook,
+            generation=generation,
+            output_path=self.output_path,
+            log=self.log,
+            asset_extra={
+                "prompt": request.params.get("prompt"),
+                "model": request.model,
+                "duration_seconds": request.duration_seconds,
+            },
         )

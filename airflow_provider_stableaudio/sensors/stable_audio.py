@@ -12,6 +12,7 @@ from airflow_provider_stableaudio.delivery import deliver_generation
 from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.links import StableAudioClipLink
 from airflow_provider_stableaudio.operators.stable_audio import DEFER_TIMEOUT_MARGIN
 from airflow_provider_stableaudio.responses import GenerationState
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_stableaudio.storage import OutputPath
 
 
 class StableAudioGenerationSensor(BaseSensorOperator):
@@ -30,13 +33,15 @@ class StableAudioGenerationSensor(BaseSensorOperator):
 
     :param generation_id: the generation to wait for (templated, e.g. pulled from XCom).
     :param conn_id: the Stable Audio connection.
-    :param output_path: download the audio to this file once completed (templated).
+    :param output_path: download the audio here once completed: a local path, a URI or an
+        ``ObjectStoragePath`` (templated).
     :param deferrable: wait in the triggerer, not on a worker (default True).
     :param poke_interval: seconds between status checks (default 10).
     :param timeout: seconds to wait before failing (default 15 min).
     """
 
     template_fields: Sequence[str] = ("generation_id", "output_path")
+    operator_extra_links = (StableAudioClipLink(),)
     ui_color = "#e3d7ff"
 
     def __init__(
@@ -44,7 +49,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         *,
         generation_id: str,
         conn_id: str = StableAudioHook.default_conn_name,
-        output_path: str | None = None,
+        output_path: OutputPath | None = None,
         deferrable: bool = True,
         poke_interval: float | timedelta = 10,
         timeout: float | timedelta = timedelta(minutes=15),

@@ -11,7 +11,10 @@ EXAMPLE_DAGS = DAGS.parent.parent / "example_dags"
 
 def load_dag(file_name: str, dag_id: str) -> Any:
     """Load ``dag_id`` from a file of the tests' DAGs or of ``example_dags/``."""
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2 keeps it in airflow.models
+        from airflow.models.dagbag import DagBag
 
     path = DAGS / file_name if (DAGS / file_name).exists() else EXAMPLE_DAGS / file_name
     bag = DagBag(dag_folder=str(path))

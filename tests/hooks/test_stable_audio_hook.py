@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import io
 import wave
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -26,9 +26,6 @@ from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAu
 from airflow_provider_stableaudio.responses import GenerationState
 from tests.conftest import API_KEY, set_connection
 from tests.scripted_server import Reply
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 QUEUED = {"id": "gen-1:stable-audio", "status": "queued", "meta": {"usage": {"credits_used": 2520}}}
 ENVELOPE = {"message": "Too Many Requests", "requestId": "r-1", "statusCode": 429}
@@ -55,8 +52,10 @@ def test_submit_poll_wait_download(connection, tmp_path: Path) -> None:
     assert done.state is GenerationState.SUCCEEDED
     assert done.audio_file is not None
 
-    target = hook.download_audio(
-        done.audio_file.url, tmp_path / "nested" / "clip.wav", expected_size=done.audio_file.file_size
+    target = Path(
+        hook.download_audio(
+            done.audio_file.url, tmp_path / "nested" / "clip.wav", expected_size=done.audio_file.file_size
+        )
     )
     data = target.read_bytes()
     assert len(data) == done.audio_file.file_size

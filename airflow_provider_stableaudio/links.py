@@ -1,0 +1,25 @@
+"""The "Stable Audio clip" button on a task's page: opens the generated audio."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.providers.common.compat.sdk import BaseOperatorLink
+
+from airflow_provider_stableaudio.delivery import AUDIO_FILE_XCOM
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+
+class StableAudioClipLink(BaseOperatorLink):
+    """Link to the audio URL of the generation the task completed (empty until then)."""
+
+    name = "Stable Audio clip"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.providers.common.compat.sdk import XCom
+
+        audio_file = XCom.get_value(ti_key=ti_key, key=AUDIO_FILE_XCOM)
+        return audio_file.get("url", "") if isinstance(audio_file, dict) else ""

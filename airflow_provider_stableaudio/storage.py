@@ -1,0 +1,130 @@
+"""Where a downloaded clip goes: a local path, a URI or an ``ObjectStoragePath``, written whole or not at all.
+
+Local files are staged with ``mkstemp`` beside the target and moved with ``os.replace`` (atomic). Any
+other store is reached through fsspec: a temporary object beside the target, moved into place when
+complete, removed on failure. A URI whose scheme Airflow's ``ObjectStoragePath`` knows uses it (so the
+scheme's Airflow connection applies); other schemes go to fsspec directly (``memory://``, or any
+implementation the user installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: What ``output_path`` accepts: a local path, a URI such as ``s3://bucket/clip.wav``, or an
+#: ``airflow.sdk.ObjectStoragePath``.
+OutputPath = Any
+
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def _is_uri(value: str) -> bool:
+    return "://" in value and not value.startswith("file://")
+
+
+def resolve(output_path: OutputPath) -> Path | tuple[Any, str]:
+    """A local ``Path``, or ``(fsspec filesystem, path)`` for any other store.
+
+    :raises StableAudioConfigError: the value is not a path, or no filesystem serves its scheme.
+    """
+    if isinstance(output_path, Path):
+        return output_path.expanduser()
+    if isinstance(output_path, str):
+        if not output_path.strip():
+            raise StableAudioConfigError(f"output_path must be a file path or URI, got {output_path!r}")
+        if not _is_uri(output_path):
+            return Path(output_path.removeprefix("file://")).expanduser()
+        return _filesystem_for_uri(output_path)
+    protocol = getattr(output_path, "protocol", None)
+    if protocol is not None and hasattr(output_path, "fs"):  # an ObjectStoragePath
+        if protocol in _LOCAL_PROTOCOLS:
+            return Path(output_path.path)
+        return output_path.fs, output_path.path
+    if isinstance(output_path, os.PathLike):
+        return Path(output_path)
+    raise StableAudioConfigError(
+        f"output_path must be a path, a URI or an ObjectStoragePath, got {output_path!r} "
+        f"({type(output_path).__name__})"
+    )
+
+
+def _filesystem_for_uri(uri: str) -> tuple[Any, str]:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    try:
+        path = ObjectStoragePath(uri)
+        return path.fs, path.path
+    except ValueError:
+        pass  # a scheme Airflow has no filesystem for: ask fsspec itself
+    import fsspec.core
+
+    try:
+        return fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        raise StableAudioConfigError(
+            f"output_path {uri!r}: no filesystem for this scheme ({exc}); install the fsspec "
+            "implementation or the Airflow provider for it"
+        ) from exc
+
+
+def prepare(output_path: OutputPath) -> Path | tuple[Any, str]:
+    """Resolve ``output_path`` and create its folder, before anything is paid for.
+
+    :raises StableAudioConfigError: it names a folder, or its folder cannot be created.
+    """
+    target = resolve(output_path)
+    if isinstance(target, Path):
+        if target.is_dir():
+            raise StableAudioConfigError(
+                f"output_path {str(target)!r} is a folder: give the path of the file to write"
+            )
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StableAudioConfigError(
+                f"output_path folder {str(target.parent)!r} cannot be created: {exc.strerror or exc}"
+            ) from exc
+    return target
+
+
+def describe(output_path: OutputPath, target: Path | tuple[Any, str]) -> str:
+    """The location as the user wrote it: a local path, or the URI."""
+    return str(target) if isinstance(target, Path) else str(output_path)
+
+
+@contextlib.contextmanager
+def staged_write(target: Path | tuple[Any, str]) -> Iterator[IO[bytes]]:
+    """Yield a file to write; it appears at ``target`` only if the block completes."""
+    if isinstance(target, Path):
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        return
+    fs, path = target
+    parent, _, name = path.rpartition("/")
+    tmp_path = f"{parent}/.{name}.{secrets.token_hex(6)}.part"
+    fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(tmp_path, "wb") as out:
+            yield out
+        fs.mv(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp_path)
+        raise

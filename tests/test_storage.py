@@ -1,0 +1,89 @@
+"""``output_path`` as a local path, a ``file://`` ObjectStoragePath or an fsspec URI (``memory://``)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import fsspec
+import pytest
+from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioDownloadError
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.storage import prepare
+from tests.operators.test_stable_audio_operator import context, operator
+
+
+@pytest.fixture
+def memory_fs():
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    yield fs
+    fs.store.clear()
+
+
+def served_sha256(emulator) -> str:
+    (generation,) = emulator.ledger()["generations"]
+    return generation["sha256"]
+
+
+def test_operator_downloads_to_memory_uri(connection, memory_fs) -> None:
+    ctx = context()
+    operator(deferrable=False, output_path="memory://clips/2026/clip.wav").execute(ctx)
+    assert ctx["ti"].xcom("local_path") == "memory://clips/2026/clip.wav"
+    assert hashlib.sha256(memory_fs.cat("/clips/2026/clip.wav")).hexdigest() == served_sha256(connection)
+    assert memory_fs.ls("/clips/2026", detail=False) == ["/clips/2026/clip.wav"]  # no temporary object left
+
+
+def test_operator_downloads_to_object_storage_path(connection, tmp_path: Path) -> None:
+    ctx = context()
+    target = ObjectStoragePath(f"file://{tmp_path}/sub/clip.wav")
+    operator(deferrable=False, output_path=target).execute(ctx)
+    assert ctx["ti"].xcom("local_path") == str(tmp_path / "sub" / "clip.wav")
+    assert hashlib.sha256((tmp_path / "sub" / "clip.wav").read_bytes()).hexdigest() == served_sha256(
+        connection
+    )
+
+
+def test_failed_download_leaves_nothing_in_object_storage(connection, memory_fs) -> None:
+    connection.set_faults(rate_download_truncated=1.0)
+    hook = StableAudioHook()
+    generation = operator(deferrable=False, wait_for_completion=False).execute(context())
+    done = hook.wait_for_generation(generation, poll_interval=0.1, timeout=10)
+    with pytest.raises(StableAudioDownloadError):
+        hook.download_audio(done.audio_file.url, "memory://clips/cut.wav")  # type: ignore[union-attr]
+    assert not memory_fs.exists("/clips/cut.wav")
+    assert memory_fs.find("/clips") == []
+
+
+def test_streams_in_chunks_never_whole(connection, memory_fs, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    original = fsspec.implementations.memory.MemoryFile.write
+
+    def counting_write(self, data):  # type: ignore[no-untyped-def]
+        writes.append(len(data))
+        return original(self, data)
+
+    monkeypatch.setattr(fsspec.implementations.memory.MemoryFile, "write", counting_write)
+    operator(deferrable=False, seconds_total=10, output_path="memory://clips/long.wav").execute(context())
+    assert len(writes) > 1
+    assert max(writes) <= 1024 * 1024
+
+
+def test_unknown_scheme_fails_before_any_request(connection) -> None:
+    with pytest.raises(StableAudioConfigError, match="no filesystem for this scheme"):
+        operator(output_path="nosuchscheme://bucket/clip.wav").execute(context())
+    assert connection.ledger()["requests"] == []
+
+
+def test_prepare_resolves_each_form(tmp_path: Path) -> None:
+    assert prepare(str(tmp_path / "a.wav")) == tmp_path / "a.wav"
+    assert prepare(f"file://{tmp_path}/b.wav") == tmp_path / "b.wav"
+    fs, path = prepare("memory://bucket/c.wav")  # type: ignore[misc]
+    assert (fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol, path) == (
+        "memory",
+        "/bucket/c.wav",
+    )
