@@ -123,11 +123,13 @@ class StableAudioHook(BaseHook):
 
     # -- synchronous API calls ----------------------------------------------------------------
 
-    def _send(self, method: str, *, action: str, params: dict | None = None, body: dict | None = None):
+    def _send(
+        self, method: str, *, action: str, params: dict | None = None, body: dict | None = None
+    ) -> tuple[int, bytes, str | None]:
         """One API call; returns ``(status, body bytes, Retry-After)`` or raises a transport error.
 
-        Transport errors come back as :class:`StableAudioRetryableError` with ``status_code=None``;
-        ``request_sent`` on it tells whether the request may have reached the server.
+        A transport failure raises :class:`StableAudioConnectionError`, whose ``request_sent`` tells
+        whether the request may have reached the server.
         """
         import requests
 
