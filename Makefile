@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean docs dist ui-check test-compat bench
 
 install: $(INSTALLED)
 
@@ -32,6 +32,42 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Optional extras of pyproject.toml (docs, dist, uicheck), installed on first use.
+$(VENV)/.installed-%: $(INSTALLED) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[$*]"
+	@touch $@
+
+# The MkDocs site in docs/ (API reference from the docstrings) into build/site; warnings fail it.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+# Wheel and sdist into dist/, their metadata checked.
+dist: $(VENV)/.installed-dist
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
+# The connection form in Airflow's UI, in headless Chromium; screenshots in build/ui-check/.
+ui-check: $(VENV)/.installed-uicheck
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+	$(PY) scripts/ui_check.py
+
+# The test suite on the oldest Airflow that pyproject.toml claims, in .venv-compat.
+test-compat:
+	bash scripts/test_compat.sh
+
+# Benchmarks (docs/performance.md): trigger fan-out, import cost, download. --quick sizes (under two
+# minutes) unless BENCH_ARGS says otherwise; `make bench BENCH_ARGS=` runs the full sizes.
+BENCH_ARGS ?= --quick
+bench: install $(VENV)/.installed-bench
+	$(PY) benchmarks/trigger_fanout.py $(BENCH_ARGS)
+	$(PY) benchmarks/import_cost.py $(BENCH_ARGS)
+	$(PY) benchmarks/download.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .airflow output build dist .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,12 @@ def resolve(output_path: OutputPath) -> Path | tuple[Any, str]:
 
     :raises StableAudioConfigError: the value is not a path, or no filesystem serves its scheme.
     """
+    protocol = getattr(output_path, "protocol", None)
+    # Before the Path check: with universal-pathlib 0.2 (Airflow 3.1) an ObjectStoragePath is a Path.
+    if protocol is not None and hasattr(output_path, "fs"):  # an ObjectStoragePath
+        if protocol in _LOCAL_PROTOCOLS:
+            return Path(output_path.path)
+        return output_path.fs, output_path.path
     if isinstance(output_path, Path):
         return output_path.expanduser()
     if isinstance(output_path, str):
@@ -45,11 +51,6 @@ def resolve(output_path: OutputPath) -> Path | tuple[Any, str]:
         if not _is_uri(output_path):
             return Path(output_path.removeprefix("file://")).expanduser()
         return _filesystem_for_uri(output_path)
-    protocol = getattr(output_path, "protocol", None)
-    if protocol is not None and hasattr(output_path, "fs"):  # an ObjectStoragePath
-        if protocol in _LOCAL_PROTOCOLS:
-            return Path(output_path.path)
-        return output_path.fs, output_path.path
     if isinstance(output_path, os.PathLike):
         return Path(output_path)
     raise StableAudioConfigError(

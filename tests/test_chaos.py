@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import airflow
 import pytest
 
 from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
@@ -38,6 +39,8 @@ POLL_AND_DOWNLOAD_FAULTS = {
     "fault_methods": ["GET"],
 }
 CLIPS_THROUGH_TRIGGERS = 100
+# Airflow >= 3.3 keeps a task's state across its retries, so a retry re-attaches to its generation.
+DURABLE_TASK_STATE = tuple(int(part) for part in airflow.__version__.split(".")[:2]) >= (3, 3)
 
 
 def sha256(path: Path) -> str:
@@ -116,8 +119,11 @@ def test_chaos_through_dag_test(emulator, monkeypatch, tmp_path: Path, capsys) -
     run = load_dag("chaos.py", "chaos").test(run_conf={"output_dir": str(tmp_path)})
     assert run.state == "success"
     ledger = emulator.ledger()
-    served = {g["prompt"]: g for g in ledger["generations"]}
-    assert len(ledger["generations"]) == len(served) == 10  # one creation per clip, retries included
+    served = {g["prompt"]: g for g in ledger["generations"]}  # the last creation for each clip
+    if DURABLE_TASK_STATE:
+        assert len(ledger["generations"]) == len(served) == 10  # one creation per clip, retries included
+    else:  # before Airflow 3.3 a task retry submits again (documented); each clip still arrives once
+        assert len(served) == 10
     for n in range(10):
         clip = tmp_path / f"clip_{n}.wav"
         assert sha256(clip) == served[f"chaos clip number {n}"]["sha256"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from importlib.metadata import entry_points, version
 from pathlib import Path
+from typing import Any
 
 import airflow
 import jsonschema
+import pytest
 
 import airflow_provider_stableaudio
 from airflow_provider_stableaudio.get_provider_info import get_provider_info
@@ -47,6 +49,13 @@ def test_every_listed_module_imports() -> None:
         assert hook.hook_name == conn["hook-name"] == "Stable Audio"
 
 
+# Airflow >= 3.2 reads the connection form from the provider info (``ui-field-behaviour`` and the
+# typed ``conn-fields``). Older releases call the hook's ``get_ui_field_behaviour()`` instead and show
+# no typed extra fields (below the pyproject's lower bound today; kept for whoever lowers it).
+FORM_FROM_PROVIDER_INFO = tuple(int(part) for part in airflow.__version__.split(".")[:2]) >= (3, 2)
+
+
+@pytest.mark.skipif(not FORM_FROM_PROVIDER_INFO, reason="Airflow < 3.2 reads the form from the hook")
 def test_connection_form_reaches_airflow() -> None:
     from airflow.providers_manager import ProvidersManager
 
@@ -60,6 +69,51 @@ def test_connection_form_reaches_airflow() -> None:
     assert manager.hooks["stableaudio"].hook_class_name.endswith("StableAudioHook")  # type: ignore[union-attr]
 
 
+@pytest.mark.skipif(FORM_FROM_PROVIDER_INFO, reason="Airflow >= 3.2 reads the form from the provider info")
+def test_connection_form_falls_back_to_the_hook_before_airflow_3_2() -> None:
+    """Airflow < 3.2: the UI's form comes from the hook's ``get_ui_field_behaviour()``, no typed extras.
+
+    Asked the way the UI's API server asks (its hook-meta service), in a subprocess: that service
+    puts stand-ins for wtforms and Flask-AppBuilder into ``sys.modules`` when they are missing.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+
+    behaviour = StableAudioHook.get_ui_field_behaviour()
+    schema_file = Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json"
+    jsonschema.validate(behaviour, json.loads(schema_file.read_text()))
+
+    code = """
+import json
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+hooks, widgets, behaviours = HookMetaService._get_hooks_with_mocked_fab()
+print(json.dumps({
+    "hook": hooks["stableaudio"].hook_class_name,
+    "behaviour": behaviours.get("stableaudio"),
+    "widgets": sorted(w for w in widgets if "stableaudio" in w),
+}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ui = last_line_json(out.stdout)
+    assert ui["hook"].endswith("StableAudioHook")
+    assert ui["widgets"] == []  # the timeout goes into the Extra JSON there
+    if ui["behaviour"] is None:
+        # Airflow <= 3.1.2 reads no hook's form at all unless Flask-AppBuilder (wtforms) is installed.
+        assert importlib.util.find_spec("wtforms") is None
+        return
+    assert ui["behaviour"]["relabeling"] == {"password": "API Key", "host": "Base URL"}
+    assert ui["behaviour"]["placeholders"]["host"] == "https://api.aimlapi.com"
+    assert {"schema", "port", "login"} <= set(ui["behaviour"]["hidden_fields"])
+
+
+def last_line_json(stdout: str) -> Any:
+    """The JSON a command printed last (Airflow 3.0 logs to stdout before it)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def test_airflow_cli_lists_the_provider_and_its_connection_type() -> None:
     import subprocess
     import sys
@@ -68,8 +122,8 @@ def test_airflow_cli_lists_the_provider_and_its_connection_type() -> None:
     providers = subprocess.run(
         [*airflow_cli, "providers", "list", "-o", "json"], capture_output=True, text=True, check=True
     )
-    assert "airflow-provider-stableaudio" in {p["package_name"] for p in json.loads(providers.stdout)}
+    assert "airflow-provider-stableaudio" in {p["package_name"] for p in last_line_json(providers.stdout)}
     hooks = subprocess.run(
         [*airflow_cli, "providers", "hooks", "-o", "json"], capture_output=True, text=True, check=True
     )
-    assert "stableaudio" in {h["connection_type"] for h in json.loads(hooks.stdout)}
+    assert "stableaudio" in {h["connection_type"] for h in last_line_json(hooks.stdout)}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make test-compat`: run the whole test suite on the oldest Airflow release that pyproject.toml
+# claims (the `apache-airflow>=X.Y.Z` lower bound), in a venv of its own (.venv-compat, git-ignored).
+#
+#   COMPAT_AIRFLOW_VERSION=3.1.8 make test-compat   # try another release instead of the bound
+#   COMPAT_VENV=/tmp/venv make test-compat          # another venv (one per release is sensible)
+#
+# Extra arguments are passed to pytest (`bash scripts/test_compat.sh -x -k trigger`).
+#
+# Airflow is installed the way its docs say users install it: first Airflow itself with its
+# dependencies pinned as they were when that release came out (Airflow's constraints file; its
+# host is not reachable from here, so pip's --uploaded-prior-to the release day stands in for it),
+# then the provider and its dev extra on top, which moves only what the provider itself requires.
+# Without that, pip resolves an old Airflow against today's FastAPI and pydantic, and Airflow's
+# own task runner fails before any provider code runs (3.0.6 with FastAPI 0.165: "Input should be a
+# valid dictionary" on the task's start call; 3.2.2 with pydantic 2.14: "TITerminalStatePayload
+# needs a discriminator field").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${COMPAT_VENV:-.venv-compat}
+
+BOUND=$($PYTHON - <<'PYEOF'
+import re, sys
+text = open("pyproject.toml", encoding="utf-8").read()
+match = re.search(r'"apache-airflow>=([0-9][0-9.]*)[",]', text)
+if not match:
+    sys.exit("pyproject.toml names no apache-airflow>= lower bound")
+print(match.group(1))
+PYEOF
+)
+AIRFLOW_VERSION=${COMPAT_AIRFLOW_VERSION:-$BOUND}
+echo "==> pyproject.toml: apache-airflow>=$BOUND; testing on apache-airflow==$AIRFLOW_VERSION in $VENV"
+
+# The day after each release was uploaded to PyPI (checked with `pip download --uploaded-prior-to`).
+case "$AIRFLOW_VERSION" in
+    3.0.6) RELEASED=2025-08-30T00:00:00Z ;;
+    3.1.0) RELEASED=2025-09-26T00:00:00Z ;;
+    3.1.2) RELEASED=2025-11-06T00:00:00Z ;;
+    3.2.0) RELEASED=2026-04-08T00:00:00Z ;;
+    *) RELEASED=${COMPAT_UPLOADED_PRIOR_TO:-} ;;
+esac
+RELEASED=${COMPAT_UPLOADED_PRIOR_TO:-$RELEASED}
+if [ -n "$RELEASED" ]; then
+    AIRFLOW_PINS=(--uploaded-prior-to "$RELEASED")
+else
+    echo "==> no release date known for $AIRFLOW_VERSION (set COMPAT_UPLOADED_PRIOR_TO): today's dependencies" >&2
+fi
+# pip warns about every configured local index folder that does not exist on this machine.
+quiet_pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2); }
+
+STAMP="$VENV/.installed"
+WANT="airflow=$AIRFLOW_VERSION released=$RELEASED $(cat pyproject.toml "$0" | sha256sum | cut -c1-16)"
+start=$SECONDS
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+    rm -rf "$VENV"
+    $PYTHON -m venv "$VENV"
+    quiet_pip install --quiet --upgrade "pip>=26"  # --uploaded-prior-to
+    echo "==> installing apache-airflow==$AIRFLOW_VERSION${RELEASED:+ with its dependencies as of $RELEASED}"
+    # PIP_CONFIG_FILE=/dev/null: this machine's pip config adds a local package folder whose files
+    # carry no upload date, so --uploaded-prior-to would let today's releases through from it.
+    if [ -n "$RELEASED" ]; then
+        PIP_CONFIG_FILE=/dev/null quiet_pip install --quiet "${AIRFLOW_PINS[@]}" "apache-airflow==$AIRFLOW_VERSION"
+    else
+        quiet_pip install --quiet "apache-airflow==$AIRFLOW_VERSION"
+    fi
+    echo "==> installing the provider with its dev extra"
+    quiet_pip install --quiet "apache-airflow==$AIRFLOW_VERSION" -e ".[dev]"
+    echo "$WANT" >"$STAMP"
+    echo "==> installed in $((SECONDS - start)) s"
+else
+    echo "==> $VENV is up to date"
+fi
+
+INSTALLED=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')
+if [ "$INSTALLED" != "$AIRFLOW_VERSION" ]; then
+    echo "expected apache-airflow $AIRFLOW_VERSION in $VENV, found $INSTALLED" >&2
+    exit 1
+fi
+"$VENV/bin/python" -m pip list 2>/dev/null \
+    | grep -iE '^(apache-airflow|apache-airflow-task-sdk|apache-airflow-providers-common-compat|fastapi|pydantic|aiohttp|requests|pytest) ' || true
+
+start=$SECONDS
+echo "==> pytest on apache-airflow $INSTALLED"
+"$VENV/bin/python" -m pytest "$@"
+echo "==> the suite passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"

@@ -1,0 +1,465 @@
+"""`make ui-check`: the Stable Audio connection form, checked in a real browser.
+
+Starts ``airflow api-server`` on loopback with a throwaway AIRFLOW_HOME (SimpleAuthManager, every
+user an admin, so no login; connection testing enabled) and the bundled API emulator, then drives
+headless Chromium (Debian's ``chromium`` and ``chromedriver``) the way a person would:
+
+1. Admin -> Connections -> Add Connection, picks "Stable Audio";
+2. checks the form: "Base URL" (placeholder ``https://api.aimlapi.com``) and "API Key" replace Host
+   and Password, Login / Port / Schema are hidden, "Request timeout (seconds)" is an extra field;
+3. fills in the emulator's URL, the key and a timeout, saves, and finds the row in the list;
+4. presses the row's "Test Connection" button and waits for "Test Connection Successful" with the
+   hook's message naming the emulator's URL (the request went API server -> hook -> emulator);
+5. does the same with a wrong key and expects "Test Connection Failed" with the API's 401.
+
+Screenshots go to ``build/ui-check/``. Every process it starts is stopped at the end.
+
+Airflow 3.3.2 rejects the Test of any saved connection without a port ("Bad Request"): its UI sends
+``port: 0`` and the API compares that with the stored NULL (apache/airflow#73298, fixed upstream
+after 3.3.2 by treating 0 as blank). The check runs the API server through this file with that
+one-line fix applied only when the installed Airflow still has the bug, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+]
+CONN_ID = "stableaudio_ui_check"
+WRONG_KEY_CONN_ID = "stableaudio_ui_check_wrong_key"
+PLACEHOLDER = "https://api.aimlapi.com"
+WAIT = 30  # seconds for any one thing to appear in the page
+
+
+def log(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+# -- the API server, with Airflow's port-0 fix when it lacks it ---------------------------------
+
+
+def serve_api_server(argv: list[str]) -> None:
+    """Run ``airflow api-server`` in this process, with apache/airflow#73298 applied if needed."""
+    from airflow.api_fastapi.core_api.routes.public import connections
+
+    if not connections._same_endpoint(0, None):
+        original = connections._same_endpoint
+
+        def same_endpoint(requested: Any, stored: Any) -> bool:
+            return bool(original(None if requested == 0 else requested, None if stored == 0 else stored))
+
+        connections._same_endpoint = same_endpoint
+        print("ui-check: applied apache/airflow#73298 (Test of a connection without a port)", flush=True)
+    from airflow.__main__ import main
+
+    sys.argv = ["airflow", "api-server", *argv]
+    main()
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+class Processes:
+    """Processes started in their own session, stopped (with their children) at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_file: Path
+    ) -> subprocess.Popen[bytes]:
+        with log_file.open("wb") as out:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=log_file.parent,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started.append((name, proc))
+        log(f"started {name} (pid {proc.pid}), log: {log_file}")
+        return proc
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.started):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            # Children that outlived their leader still carry its process group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            log(f"stopped {name} (pid {proc.pid})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Any, *, timeout: float, proc: subprocess.Popen[bytes], log_file: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.stdout.write(log_file.read_text(errors="replace")[-4000:])
+            raise SystemExit(f"ui-check: {what} exited with code {proc.returncode}")
+        with contextlib.suppress(Exception):
+            result = check()
+            if result:
+                return result
+        time.sleep(0.3)
+    sys.stdout.write(log_file.read_text(errors="replace")[-4000:])
+    raise SystemExit(f"ui-check: {what} not ready after {timeout:.0f}s")
+
+
+def api_server_healthy(base: str) -> bool:
+    with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
+        return json.load(response)["metadatabase"]["status"] == "healthy"
+
+
+# -- the browser ------------------------------------------------------------------------------
+
+
+class Browser:
+    """A headless Chromium session with the few helpers the check needs."""
+
+    def __init__(self, profile: Path, shots: Path) -> None:
+        os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never download a driver
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.shots = shots
+
+    def quit(self) -> None:
+        service = self.driver.service
+        with contextlib.suppress(Exception):
+            self.driver.quit()
+        process = getattr(service, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+    def wait(self, condition: Any, what: str) -> Any:
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, WAIT).until(condition)
+        except TimeoutException:
+            self.screenshot("failure")
+            raise SystemExit(f"ui-check: timed out waiting for {what}") from None
+
+    def element(self, xpath: str, what: str, *, clickable: bool = False) -> Any:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+
+        locator = (By.XPATH, xpath)
+        condition = (
+            ec.element_to_be_clickable(locator) if clickable else ec.visibility_of_element_located(locator)
+        )
+        return self.wait(condition, what)
+
+    def click(self, xpath: str, what: str) -> None:
+        self.element(xpath, what, clickable=True).click()
+
+    def screenshot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        log(f"screenshot {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        return path
+
+    def toast(self, kind: str, title: str) -> str:
+        """The text of the newest toast of ``kind`` with ``title``, once it appears."""
+        xpath = (
+            f"//*[@data-scope='toast' and @data-part='root' and @data-type='{kind}']"
+            f"[.//*[@data-part='title'][normalize-space()='{title}']]"
+        )
+        text: str = self.element(xpath, f"a {kind} toast {title!r}").text
+        return text
+
+    def close_toasts(self) -> None:
+        for button in self.driver.find_elements(
+            "xpath", "//*[@data-scope='toast' and @data-part='close-trigger']"
+        ):
+            with contextlib.suppress(Exception):
+                button.click()
+        self.wait(
+            lambda d: not d.find_elements("xpath", "//*[@data-scope='toast' and @data-part='root']"),
+            "the toasts to close",
+        )
+
+
+def label_of(dialog: Any, field_name: str) -> str:
+    """The visible label of the form field ``name=field_name``."""
+    field = dialog.find_element("name", field_name)
+    label = dialog.find_element("xpath", f".//label[@for='{field.get_attribute('id')}']")
+    return str(label.text).replace("*", "").strip()
+
+
+def add_connection(browser: Browser, *, conn_id: str, host: str, key: str, timeout: str, first: bool) -> None:
+    """Admin -> Connections -> Add Connection, fill the Stable Audio form, save; checks it on ``first``."""
+    browser.click("//button[normalize-space()='Admin']", "the Admin menu")
+    browser.click("//*[@role='menuitem'][normalize-space()='Connections']", "Admin -> Connections")
+    browser.wait(lambda d: d.current_url.rstrip("/").endswith("/connections"), "the connections page")
+    browser.click("//button[normalize-space()='Add Connection']", "the Add Connection button")
+    dialog = browser.element("//*[@role='dialog'][.//h2[normalize-space()='Add Connection']]", "the dialog")
+    dialog.find_element("name", "connection_id").send_keys(conn_id)
+    dialog.find_element("css selector", "input[role=combobox]").send_keys("Stable Audio")
+    browser.click("//*[@role='option'][normalize-space()='Stable Audio']", "the Stable Audio option")
+    host_input = browser.element("//*[@role='dialog']//input[@name='host']", "the Base URL field")
+
+    if first:
+        problems = []
+        labels = {name: label_of(dialog, name) for name in ("host", "password")}
+        if labels != {"host": "Base URL", "password": "API Key"}:
+            problems.append(f"labels {labels}, expected Base URL and API Key")
+        if host_input.get_attribute("placeholder") != PLACEHOLDER:
+            problems.append(f"Base URL placeholder {host_input.get_attribute('placeholder')!r}")
+        for hidden in ("login", "port", "schema"):
+            if [e for e in dialog.find_elements("name", hidden) if e.is_displayed()]:
+                problems.append(f"the {hidden!r} field is shown but should be hidden")
+        if problems:
+            browser.screenshot("01-form")
+            raise SystemExit("ui-check: the connection form is wrong: " + "; ".join(problems))
+        log(f"form: labels {labels}, Base URL placeholder {PLACEHOLDER!r}, login/port/schema hidden")
+        browser.screenshot("01-form")
+
+    host_input.send_keys(host)
+    dialog.find_element("name", "password").send_keys(key)
+    if first:
+        browser.screenshot("02-form-filled")
+    browser.click("//*[@role='dialog']//button[normalize-space()='Extra Fields']", "the Extra Fields section")
+    timeout_input = browser.element(
+        "//*[@role='dialog']//label[normalize-space()='Request timeout (seconds)']/following::input[1]",
+        "the Request timeout extra field",
+    )
+    timeout_input.send_keys(timeout)
+    if first:
+        log("form: the extra field 'Request timeout (seconds)' is there")
+        browser.screenshot("03-form-extra-fields")
+    browser.click("//*[@role='dialog']//button[normalize-space()='Save']", "the Save button")
+    browser.wait(lambda d: not d.find_elements("xpath", "//*[@role='dialog']"), "the dialog to close")
+    browser.element(f"//tr[td[normalize-space()='{conn_id}']]", f"the row of {conn_id}")
+
+
+def test_connection(browser: Browser, conn_id: str) -> None:
+    row = browser.element(f"//tr[td[normalize-space()='{conn_id}']]", f"the row of {conn_id}")
+    row.find_element("css selector", "button[aria-label='Test Connection']").click()
+
+
+def saved_connection(browser: Browser, conn_id: str) -> dict[str, Any]:
+    """The connection as the API server stored it, read with the browser's own session."""
+    script = """
+        const done = arguments[arguments.length - 1];
+        fetch('/api/v2/connections/' + arguments[0])
+            .then(r => r.json())
+            .then(done, e => done({error: String(e)}));
+    """
+    result: dict[str, Any] = browser.driver.execute_async_script(script, conn_id)
+    return result
+
+
+def run_check(work: Path, shots: Path) -> None:
+    timings: dict[str, float] = {}
+    processes = Processes()
+    browser: Browser | None = None
+    home = work / "airflow-home"
+    (home / "dags").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+    )
+    api_key = f"ui-check-{secrets.token_hex(8)}"
+    try:
+        started = time.monotonic()
+        log(f"airflow db migrate (AIRFLOW_HOME={home})")
+        migrate_log = work / "db-migrate.log"
+        with migrate_log.open("wb") as out:
+            migrated = subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if migrated.returncode != 0:
+            sys.stdout.write(migrate_log.read_text(errors="replace")[-4000:])
+            raise SystemExit("ui-check: airflow db migrate failed")
+        timings["db migrate"] = time.monotonic() - started
+
+        started = time.monotonic()
+        port_file = work / "emulator.port"
+        emulator_log = work / "emulator.log"
+        emulator = processes.start(
+            "the Stable Audio emulator",
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_stableaudio.emulator",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--api-key",
+                api_key,
+            ],
+            env=env,
+            log_file=emulator_log,
+        )
+        wait_for(
+            "the emulator",
+            lambda: port_file.read_text().strip(),
+            timeout=30,
+            proc=emulator,
+            log_file=emulator_log,
+        )
+        emulator_url = f"http://127.0.0.1:{int(port_file.read_text())}"
+
+        api_port = free_port()
+        api_base = f"http://127.0.0.1:{api_port}"
+        api_log = work / "api-server.log"
+        api_server = processes.start(
+            "airflow api-server",
+            [
+                sys.executable,
+                __file__,
+                "--serve-api-server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(api_port),
+                "-w",
+                "1",
+            ],
+            env=env,
+            log_file=api_log,
+        )
+        wait_for(
+            "airflow api-server",
+            lambda: api_server_healthy(api_base),
+            timeout=120,
+            proc=api_server,
+            log_file=api_log,
+        )
+        timings["servers up"] = time.monotonic() - started
+        log(f"airflow api-server on {api_base}, emulator on {emulator_url}")
+        if "applied apache/airflow#73298" in api_log.read_text(errors="replace"):
+            log("this Airflow fails the Test of a connection without a port (apache/airflow#73298): fixed")
+
+        started = time.monotonic()
+        browser = Browser(work / "chromium-profile", shots)
+        browser.driver.get(f"{api_base}/")
+        add_connection(browser, conn_id=CONN_ID, host=emulator_url, key=api_key, timeout="12", first=True)
+        stored = saved_connection(browser, CONN_ID)
+        if stored.get("conn_type") != "stableaudio" or stored.get("host") != emulator_url:
+            raise SystemExit(f"ui-check: the saved connection is not what was typed: {stored}")
+        if json.loads(stored.get("extra") or "{}").get("timeout") not in (12, "12"):
+            raise SystemExit(f"ui-check: the timeout extra field was not saved: {stored.get('extra')!r}")
+        log(f"saved: {CONN_ID} (stableaudio, {emulator_url}, extra {stored.get('extra')})")
+        browser.screenshot("04-saved-list")
+
+        test_connection(browser, CONN_ID)
+        message = browser.toast("success", "Test Connection Successful")
+        expected = f"Connected to {emulator_url}: the API accepted the key."
+        if expected not in message:
+            raise SystemExit(f"ui-check: the test succeeded with an unexpected message: {message!r}")
+        log(f"Test: {' / '.join(message.splitlines())}")
+        browser.screenshot("05-test-success")
+        browser.close_toasts()
+
+        add_connection(
+            browser,
+            conn_id=WRONG_KEY_CONN_ID,
+            host=emulator_url,
+            key="not-the-key",
+            timeout="12",
+            first=False,
+        )
+        test_connection(browser, WRONG_KEY_CONN_ID)
+        message = browser.toast("error", "Test Connection Failed")
+        if "401" not in message:
+            raise SystemExit(f"ui-check: a wrong key failed without the API's 401: {message!r}")
+        log(f"Test with a wrong key: {' / '.join(message.splitlines())}")
+        browser.screenshot("06-test-wrong-key")
+        timings["browser"] = time.monotonic() - started
+    finally:
+        if browser is not None:
+            browser.quit()
+        processes.stop_all()
+    log("timings: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-api-server":
+        serve_api_server(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default=str(ROOT / "build" / "ui-check"), help="folder for the screenshots")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME and logs")
+    args = parser.parse_args()
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(tool, os.X_OK):
+            raise SystemExit(f"ui-check: {tool} is missing: apt-get install chromium chromium-driver")
+    shots = Path(args.out).resolve()
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"):
+        old.unlink()
+    work = Path(tempfile.mkdtemp(prefix="stableaudio-ui-check-"))
+    started = time.monotonic()
+    try:
+        run_check(work, shots)
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"ui-check passed in {time.monotonic() - started:.1f}s; screenshots in {shots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
