@@ -22,7 +22,7 @@ from airflow_provider_stableaudio.responses import GenerationState
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-# Spreads the polls of triggers deferred in the same second, so they don't hit the API in lock-step.
+# Each gap is 90-100% of the interval: polls stay spread out and never come later than asked.
 POLL_JITTER = 0.1
 
 
@@ -71,8 +71,13 @@ class StableAudioGenerationTrigger(BaseTrigger):
         failures = 0
         # Hold the loop's shared session for the whole wait: keep-alive across polls.
         async with shared_client_session():
+            # Triggers deferred together (or restarted together) start at random points of one
+            # interval: a thousand first polls in one loop turn stall every other trigger.
+            await asyncio.sleep(
+                random.uniform(0, max(0.0, min(self.poll_interval, self.end_time - time.time())))
+            )
             while True:
-                delay = self.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+                delay = self.poll_interval * random.uniform(1 - POLL_JITTER, 1)
                 try:
                     generation = await hook.aget_generation(self.generation_id)
                 except (StableAudioPermanentError, StableAudioConfigError) as error:
