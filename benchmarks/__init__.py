@@ -1,0 +1,1 @@
+"""Benchmarks of the provider (see docs/performance.md); run them with ``make bench``."""
