@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from airflow_provider_stableaudio.exceptions import (
 
 REDACTED = "***"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A server asking for more than this is not waited on longer: the caller's own deadline decides.
+MAX_RETRY_AFTER = 600.0
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -32,14 +35,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return min(max(0.0, seconds), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, when.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
 
 
 def backoff_delay(

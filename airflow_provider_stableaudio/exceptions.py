@@ -83,4 +83,11 @@ class StableAudioTimeoutError(StableAudioError):
 
 
 class StableAudioDownloadError(StableAudioError):
-    """The audio file could not be downloaded whole; nothing was left at the destination."""
+    """The audio file could not be downloaded whole; nothing was left at the destination.
+
+    :param url_expired: the URL answered 403/404/410: the file is gone, another try cannot fetch it.
+    """
+
+    def __init__(self, message: str, *, url_expired: bool = False) -> None:
+        super().__init__(message)
+        self.url_expired = url_expired

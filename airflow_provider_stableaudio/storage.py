@@ -10,6 +10,7 @@ implementation the user installed).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import tempfile
@@ -103,6 +104,14 @@ def describe(output_path: OutputPath, target: Path | tuple[Any, str]) -> str:
     return str(target) if isinstance(target, Path) else str(output_path)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_write(target: Path | tuple[Any, str]) -> Iterator[IO[bytes]]:
     """Yield a file to write; it appears at ``target`` only if the block completes."""
@@ -111,6 +120,8 @@ def staged_write(target: Path | tuple[Any, str]) -> Iterator[IO[bytes]]:
         try:
             with os.fdopen(fd, "wb") as out:
                 yield out
+            # mkstemp makes the file private (0600); the clip gets the mode any new file would.
+            os.chmod(tmp_name, 0o666 & ~_umask())
             os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -188,7 +188,11 @@ class StableAudioHook(BaseHook):
                     try:
                         return self._parse_body(content, action=action)
                     except StableAudioResponseError as bad_body:
-                        raise StableAudioSubmissionUnknownError(f"{bad_body}. {unknown}") from None
+                        accepted = _accepted_id(content)
+                        if accepted is None:
+                            raise StableAudioSubmissionUnknownError(f"{bad_body}. {unknown}") from None
+                        # The API took it and said which id: wait for it, whatever status it reported.
+                        return Generation(id=accepted, status="submitted", state=GenerationState.PENDING)
                 rejection = error_from_response(
                     status, content, action=action, retry_after=retry_after, secret=self.settings.api_key
                 )
@@ -271,7 +275,10 @@ class StableAudioHook(BaseHook):
                 secret=self.settings.api_key,
             )
             return False, str(error)
-        # 404 (or 400/200) means the API authenticated the key and looked for the generation.
+        # A JSON 404 (or 400/200) means the API authenticated the key and looked for the generation;
+        # anything else is not this API (a web server answering 404 to every path, say).
+        if _accepted_id(content) is None and not _is_json_object(content):
+            return False, f"{self.settings.base_url} answered HTTP {status} without the API's JSON body"
         return True, f"Connected to {self.settings.base_url}: the API accepted the key."
 
     # -- downloads ----------------------------------------------------------------------------
@@ -299,19 +306,26 @@ class StableAudioHook(BaseHook):
         try:
             with (
                 storage.staged_write(target) as out,
-                self.get_conn().get(url, stream=True, timeout=self.settings.request_timeout) as response,
+                # identity: the byte counts below are of the file itself, never of a compressed body.
+                self.get_conn().get(
+                    url,
+                    stream=True,
+                    timeout=self.settings.request_timeout,
+                    headers={"Accept-Encoding": "identity"},
+                ) as response,
             ):
                 if response.status_code != 200:
                     hint = " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
                     raise StableAudioDownloadError(
-                        f"downloading {url} failed with HTTP {response.status_code}{hint}"
+                        f"downloading {url} failed with HTTP {response.status_code}{hint}",
+                        url_expired=bool(hint),
                     )
                 for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
                     received += len(chunk)
                 announced = response.headers.get("Content-Length")
                 for what, size in (("Content-Length", announced), ("file_size", expected_size)):
-                    if size is not None and int(size) != received:
+                    if size is not None and str(size) != str(received):
                         raise StableAudioDownloadError(
                             f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
                         )
@@ -393,6 +407,23 @@ class StableAudioHook(BaseHook):
                 f"the API's answer to {action} is not JSON: {content[:200]!r}"
             ) from None
         return parse_generation(body, generation_id=generation_id)
+
+
+def _is_json_object(content: bytes) -> bool:
+    try:
+        return isinstance(json.loads(content), dict)
+    except ValueError:
+        return False
+
+
+def _accepted_id(content: bytes) -> str | None:
+    """The generation id in a 2xx body that is otherwise unreadable, if there is one."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    gen_id = (body.get("id") or body.get("generation_id")) if isinstance(body, dict) else None
+    return gen_id if isinstance(gen_id, str) and gen_id else None
 
 
 def _never_connected(exc: Exception) -> bool:

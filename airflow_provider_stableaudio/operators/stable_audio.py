@@ -12,8 +12,10 @@ from airflow_provider_stableaudio.delivery import deliver_generation, prepare_ou
 from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
+    StableAudioDownloadError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
+    StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
@@ -33,6 +35,11 @@ if TYPE_CHECKING:
 STATE_KEY = "stableaudio_generation"
 # The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
 DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
+
+
+def defer_timeout(timeout: float, hook: StableAudioHook) -> timedelta:
+    """The task's deferral timeout: past the trigger's deadline plus its last poll, and a margin."""
+    return timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN
 
 
 def positive_seconds(name: str, value: Any) -> float:
@@ -127,7 +134,13 @@ class StableAudioGenerateOperator(BaseOperator):
         prepare_output_path(self.output_path)
         # Airflow >= 3.3 keeps this store across tries of the task; older versions have none.
         store = context.get("task_state_store")
-        generation = self._reattach(store, request) or self._submit(store, request)
+        try:
+            generation = self._reattach(store, request) or self._submit(store, request)
+        except StableAudioSubmissionUnknownError as error:
+            # A retry of the task would send the request again and might pay twice: no retries.
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            raise AirflowFailException(str(error)) from error
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
             return generation.id
@@ -189,7 +202,7 @@ class StableAudioGenerateOperator(BaseOperator):
                 end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
+            timeout=defer_timeout(self.timeout, self.hook),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
@@ -206,15 +219,22 @@ class StableAudioGenerateOperator(BaseOperator):
                 f"Stable Audio generation {generation.id} failed: {generation.error_message}"
             )
         request = self.build_request()
-        return deliver_generation(
-            context=context,
-            hook=self.hook,
-            generation=generation,
-            output_path=self.output_path,
-            log=self.log,
-            asset_extra={
-                "prompt": request.params.get("prompt"),
-                "model": request.model,
-                "duration_seconds": request.duration_seconds,
-            },
-        )
+        try:
+            return deliver_generation(
+                context=context,
+                hook=self.hook,
+                generation=generation,
+                output_path=self.output_path,
+                log=self.log,
+                asset_extra={
+                    "prompt": request.params.get("prompt"),
+                    "model": request.model,
+                    "duration_seconds": request.duration_seconds,
+                },
+            )
+        except StableAudioDownloadError as error:
+            store = context.get("task_state_store")
+            if error.url_expired and store is not None:
+                # The file is gone for good: a retry must not re-attach to this generation.
+                store.delete(STATE_KEY)
+            raise

@@ -13,7 +13,7 @@ from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.operators.stable_audio import DEFER_TIMEOUT_MARGIN
+from airflow_provider_stableaudio.operators.stable_audio import defer_timeout
 from airflow_provider_stableaudio.responses import GenerationState
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
                 end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
+            timeout=defer_timeout(self.timeout, self.hook),
         )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:

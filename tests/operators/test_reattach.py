@@ -25,6 +25,9 @@ class MemoryStore:
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
 
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 def a_try(store: MemoryStore | None) -> dict[str, Any]:
     """The context of one try of the task: fresh XComs (Airflow clears them), the same store."""

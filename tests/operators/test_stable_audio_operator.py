@@ -69,8 +69,9 @@ def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
     )
     assert trigger.end_time == pytest.approx(time.time() + 120, abs=5)
     assert deferred.value.method_name == "execute_complete"
-    # The task's own timeout is later than the trigger's, so the trigger's clearer event wins.
-    assert deferred.value.timeout == timedelta(seconds=180)
+    # The task's own timeout is later than the trigger's deadline plus its last poll (the 30 s
+    # request timeout), so the trigger's clearer event wins.
+    assert deferred.value.timeout == timedelta(seconds=120 + 30 + 60)
     assert generation["seconds_total"] == 2
     assert generation["steps"] == 100
 

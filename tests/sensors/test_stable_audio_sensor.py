@@ -56,7 +56,7 @@ def test_deferrable_execute_defers_on_the_shared_trigger(connection) -> None:
     assert isinstance(trigger, StableAudioGenerationTrigger)
     assert (trigger.generation_id, trigger.poll_interval) == (generation_id, 0.1)
     assert trigger.end_time == pytest.approx(time.time() + 300, abs=5)
-    assert deferred.value.timeout == timedelta(seconds=360)
+    assert deferred.value.timeout == timedelta(seconds=300 + 30 + 60)
 
 
 def test_deferrable_execute_returns_at_once_when_already_done(connection) -> None:
