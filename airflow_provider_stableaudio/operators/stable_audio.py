@@ -12,7 +12,6 @@ from airflow_provider_stableaudio.delivery import deliver_generation, prepare_ou
 from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
-    StableAudioDownloadError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
     StableAudioSubmissionUnknownError,
@@ -219,22 +218,17 @@ class StableAudioGenerateOperator(BaseOperator):
                 f"Stable Audio generation {generation.id} failed: {generation.error_message}"
             )
         request = self.build_request()
-        try:
-            return deliver_generation(
-                context=context,
-                hook=self.hook,
-                generation=generation,
-                output_path=self.output_path,
-                log=self.log,
-                asset_extra={
-                    "prompt": request.params.get("prompt"),
-                    "model": request.model,
-                    "duration_seconds": request.duration_seconds,
-                },
-            )
-        except StableAudioDownloadError as error:
-            store = context.get("task_state_store")
-            if error.url_expired and store is not None:
-                # The file is gone for good: a retry must not re-attach to this generation.
-                store.delete(STATE_KEY)
-            raise
+        # A failed download keeps the stored generation: the next try downloads again, and never
+        # pays for a new clip because a CDN answered 404 once.
+        return deliver_generation(
+            context=context,
+            hook=self.hook,
+            generation=generation,
+            output_path=self.output_path,
+            log=self.log,
+            asset_extra={
+                "prompt": request.params.get("prompt"),
+                "model": request.model,
+                "duration_seconds": request.duration_seconds,
+            },
+        )
