@@ -26,26 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__:
-    from .trigger_fanout import (
-        ROOT,
-        child_env,
-        die_with_parent,
-        peak_rss_kb,
-        reset_peak_rss,
-        start_emulator,
-        stop_process,
-    )
-else:  # run as a script
-    from trigger_fanout import (
-        ROOT,
-        child_env,
-        die_with_parent,
-        peak_rss_kb,
-        reset_peak_rss,
-        start_emulator,
-        stop_process,
-    )
+from trigger_fanout import (  # run as a script, from benchmarks/ (as `make bench` does)
+    ROOT,
+    child_env,
+    die_with_parent,
+    peak_rss_kb,
+    reset_peak_rss,
+    start_emulator,
+    stop_process,
+)
 
 MB = 1_000_000  # decimal megabytes throughout
 RSS_TARGET_MB = 16.0

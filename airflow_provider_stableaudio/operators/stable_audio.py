@@ -36,9 +36,28 @@ STATE_KEY = "stableaudio_generation"
 DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
 
 
-def defer_timeout(timeout: float, hook: StableAudioHook) -> timedelta:
-    """The task's deferral timeout: past the trigger's deadline plus its last poll, and a margin."""
-    return timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN
+def defer_to_trigger(
+    task: Any, *, hook: StableAudioHook, generation_id: str, poll_interval: float, timeout: float
+) -> None:
+    """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
+
+    The task's own deferral timeout runs past the trigger's deadline plus its last poll and a margin,
+    so the trigger's clearer ``timeout`` event arrives first.
+    """
+    import time
+
+    from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+
+    task.defer(
+        trigger=StableAudioGenerationTrigger(
+            conn_id=hook.conn_id,
+            generation_id=generation_id,
+            poll_interval=poll_interval,
+            end_time=time.time() + timeout,
+        ),
+        method_name="execute_complete",
+        timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,
+    )
 
 
 def positive_seconds(name: str, value: Any) -> float:
@@ -145,7 +164,13 @@ class StableAudioGenerateOperator(BaseOperator):
             return generation.id
         if generation.state is GenerationState.PENDING:
             if self.deferrable:
-                self._defer(generation.id)
+                defer_to_trigger(
+                    self,
+                    hook=self.hook,
+                    generation_id=generation.id,
+                    poll_interval=self.poll_interval,
+                    timeout=self.timeout,
+                )
             generation = self.hook.wait_for_generation(
                 generation.id, poll_interval=self.poll_interval, timeout=self.timeout
             )
@@ -187,22 +212,6 @@ class StableAudioGenerateOperator(BaseOperator):
             "Re-attaching to generation %s from an earlier try (%s)", generation_id, generation.status
         )
         return generation
-
-    def _defer(self, generation_id: str) -> None:
-        import time
-
-        from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-
-        self.defer(
-            trigger=StableAudioGenerationTrigger(
-                conn_id=self.conn_id,
-                generation_id=generation_id,
-                poll_interval=self.poll_interval,
-                end_time=time.time() + self.timeout,
-            ),
-            method_name="execute_complete",
-            timeout=defer_timeout(self.timeout, self.hook),
-        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""

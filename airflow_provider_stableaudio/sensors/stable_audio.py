@@ -13,7 +13,7 @@ from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.operators.stable_audio import defer_timeout
+from airflow_provider_stableaudio.operators.stable_audio import defer_to_trigger
 from airflow_provider_stableaudio.responses import GenerationState
 
 if TYPE_CHECKING:
@@ -72,19 +72,12 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         result = self.poke(context)
         if isinstance(result, PokeReturnValue):
             return result.xcom_value
-        import time
-
-        from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-
-        self.defer(
-            trigger=StableAudioGenerationTrigger(
-                conn_id=self.conn_id,
-                generation_id=self.generation_id,
-                poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
-            ),
-            method_name="execute_complete",
-            timeout=defer_timeout(self.timeout, self.hook),
+        defer_to_trigger(
+            self,
+            hook=self.hook,
+            generation_id=self.generation_id,
+            poll_interval=self.poke_interval,
+            timeout=self.timeout,
         )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:

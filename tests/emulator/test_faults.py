@@ -24,6 +24,7 @@ import pytest
 
 from airflow_provider_stableaudio.emulator import EmulatorConfig, EmulatorServer, FaultConfig, synthesize_wav
 from airflow_provider_stableaudio.emulator.audio import wav_size
+from airflow_provider_stableaudio.emulator.faults import RATE_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -117,20 +118,7 @@ def assert_envelope(reply: Reply, status: int, message: str | None = None) -> No
 def test_faults_are_off_by_default(server: EmulatorServer) -> None:
     assert server.faults == FaultConfig()
     config = call(server, "GET", "/_emulator/config", key=None).json()
-    assert {k: v for k, v in config.items() if k.startswith("rate_")} == {
-        name: 0.0
-        for name in (
-            "rate_429",
-            "rate_5xx",
-            "rate_drop",
-            "rate_slow",
-            "rate_malformed",
-            "rate_generation_error",
-            "rate_download_404",
-            "rate_download_truncated",
-            "rate_post_lost_response",
-        )
-    }
+    assert {k: v for k, v in config.items() if k.startswith("rate_")} == dict.fromkeys(RATE_NAMES, 0.0)
     assert (config["retry_after"], config["slow_seconds"], config["seed"]) == (1, 30.0, None)
     assert config["fault_methods"] == ["GET", "POST"]
 
