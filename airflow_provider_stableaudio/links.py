@@ -19,6 +19,12 @@ class StableAudioClipLink(BaseOperatorLink):
     name = "Stable Audio clip"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # The worker computes links whenever a try ends, deferrals and reschedules included. Only a
+        # successful try has pushed the clip: asking for the XCom earlier makes Airflow's API client
+        # log "XCom not found" at error level, once per deferral.
+        state = getattr(ti_key, "state", None)
+        if state is not None and state != "success":
+            return ""
         from airflow.providers.common.compat.sdk import XCom
 
         audio_file = XCom.get_value(ti_key=ti_key, key=AUDIO_FILE_XCOM)

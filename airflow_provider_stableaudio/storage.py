@@ -1,16 +1,19 @@
 """Where a downloaded clip goes: a local path, a URI or an ``ObjectStoragePath``, written whole or not at all.
 
-Local files are staged with ``mkstemp`` beside the target and moved with ``os.replace`` (atomic). Any
-other store is reached through fsspec: a temporary object beside the target, moved into place when
-complete, removed on failure. A URI whose scheme Airflow's ``ObjectStoragePath`` knows uses it (so the
-scheme's Airflow connection applies); other schemes go to fsspec directly (``memory://``, or any
-implementation the user installed).
+Local files are staged with ``mkstemp`` beside the target and moved with ``os.replace`` (atomic); the
+temporary file of a write that was killed is removed on kill (``on_kill``) or, after a SIGKILL, by the
+next write of the same target. Any other store is reached through fsspec: a temporary object beside
+the target, moved into place when complete, removed on failure. A URI whose scheme Airflow's
+``ObjectStoragePath`` knows uses it (so the scheme's Airflow connection applies); other schemes go to
+fsspec directly (``memory://``, or any implementation the user installed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import glob
 import os
 import secrets
 import tempfile
@@ -112,21 +115,69 @@ def _umask() -> int:
     return mask
 
 
+# Local temporary files this process is writing, for discard_staged_files().
+_STAGED: set[str] = set()
+
+
+def _part_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def discard_staged_files() -> None:
+    """Remove the temporary files of every local write in progress in this process.
+
+    For ``on_kill``: Airflow sends SIGTERM before it kills a task, and a download cut off by the
+    SIGKILL that follows must not leave its partial file behind. The interrupted write then fails
+    (its file is gone) and puts nothing at its target.
+    """
+    for tmp_name in list(_STAGED):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Remove the temporary files that killed earlier writes of ``target`` left behind.
+
+    Every writer holds an exclusive ``flock`` on its temporary file until the file is in place, and
+    the kernel releases it when the writer dies however it dies: a file nobody holds is stale.
+    """
+    for part in target.parent.glob(f"{glob.escape(_part_prefix(target))}*.part"):
+        try:
+            fd = os.open(part, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live writer holds it
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def staged_write(target: Path | tuple[Any, str]) -> Iterator[IO[bytes]]:
     """Yield a file to write; it appears at ``target`` only if the block completes."""
     if isinstance(target, Path):
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        _remove_stale_parts(target)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=_part_prefix(target), suffix=".part")
+        _STAGED.add(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place: see _remove_stale_parts
                 yield out
-            # mkstemp makes the file private (0600); the clip gets the mode any new file would.
-            os.chmod(tmp_name, 0o666 & ~_umask())
-            os.replace(tmp_name, target)
+                out.flush()
+                # mkstemp makes the file private (0600); the clip gets the mode any new file would.
+                os.fchmod(fd, 0o666 & ~_umask())
+                os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
             raise
+        finally:
+            _STAGED.discard(tmp_name)
         return
     fs, path = target
     parent, _, name = path.rpartition("/")

@@ -87,3 +87,77 @@ def test_prepare_resolves_each_form(tmp_path: Path) -> None:
         "memory",
         "/bucket/c.wav",
     )
+
+
+def _partial_file_of_a_killed_writer(target: Path) -> Path:
+    """A temporary file as a write of ``target`` leaves it when SIGKILL ends it mid-way."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from airflow_provider_stableaudio.storage import staged_write
+
+        with staged_write(Path(sys.argv[1])) as out:
+            out.write(b"RIFF half a clip")
+            out.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(target)], check=False, timeout=120)
+    (part,) = target.parent.glob(f".{target.name}.*.part")
+    return part
+
+
+def test_next_write_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    from airflow_provider_stableaudio.storage import staged_write
+
+    target = tmp_path / "clip_1.wav"
+    stale = _partial_file_of_a_killed_writer(target)
+    assert not target.exists()
+    with staged_write(target) as out:
+        out.write(b"whole clip")
+    assert target.read_bytes() == b"whole clip"
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_1.wav"]
+
+
+def test_next_write_keeps_the_file_of_a_write_still_in_progress(tmp_path: Path) -> None:
+    from airflow_provider_stableaudio.storage import staged_write
+
+    target = tmp_path / "clip.wav"
+    other = tmp_path / "other.wav"
+    with staged_write(target) as first:
+        first.write(b"still coming")
+        (in_progress,) = tmp_path.glob(".clip.wav.*.part")
+        with staged_write(target) as second:  # e.g. a second task writing the same target
+            second.write(b"second")
+        with staged_write(other) as third:
+            third.write(b"other")
+        assert in_progress.exists()  # a live writer's file is never taken away
+    assert target.read_bytes() == b"still coming"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.wav", "other.wav"]
+
+
+def test_on_kill_removes_the_partial_download(tmp_path: Path) -> None:
+    from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
+    from airflow_provider_stableaudio.storage import staged_write
+
+    target = tmp_path / "clip.wav"
+    for task in (operator(), StableAudioGenerationSensor(task_id="wait", generation_id="g")):
+        parts_seen = []
+
+        def killed_mid_download(task=task, parts_seen=parts_seen) -> None:
+            with staged_write(target) as out:
+                out.write(b"part of a clip")
+                parts_seen.append(len(list(tmp_path.glob(".clip.wav.*.part"))))
+                task.on_kill()  # what Airflow calls on SIGTERM, before it kills the task
+                parts_seen.append(len(list(tmp_path.glob(".clip.wav.*.part"))))
+
+        with pytest.raises(FileNotFoundError):
+            killed_mid_download()
+        assert parts_seen == [1, 0]
+        assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ loop (tests, a restarted triggerer) simply gets its own.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,8 +29,24 @@ class _LoopSession:
 _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = weakref.WeakKeyDictionary()
 
 
+_aiohttp_imported = False
+
+
+async def import_aiohttp() -> None:
+    """Import ``aiohttp`` in a worker thread, once per process.
+
+    The triggerer creates triggers on its event loop: the ~220 ms (cold, far more) of importing
+    aiohttp there would stall every other trigger and trip the "async thread was blocked" watchdog.
+    A thread that meets an import in progress waits on the import lock; the loop never does.
+    """
+    global _aiohttp_imported
+    if not _aiohttp_imported:
+        await asyncio.to_thread(importlib.import_module, "aiohttp")
+        _aiohttp_imported = True
+
+
 def _new_session() -> aiohttp.ClientSession:
-    import aiohttp  # deferred: ~220 ms, and only triggers need it
+    import aiohttp  # imported already, off the loop, by import_aiohttp()
 
     connector = aiohttp.TCPConnector(
         limit=0,  # no pool-wide cap: concurrency is bounded by the number of triggers
@@ -47,7 +64,11 @@ async def shared_client_session() -> AsyncIterator[aiohttp.ClientSession]:
     loop = asyncio.get_running_loop()
     entry = _SESSIONS.get(loop)
     if entry is None or entry.session.closed:
-        entry = _SESSIONS[loop] = _LoopSession(session=_new_session())
+        await import_aiohttp()
+        # Another trigger may have made the session while this one waited for the import.
+        entry = _SESSIONS.get(loop)
+        if entry is None or entry.session.closed:
+            entry = _SESSIONS[loop] = _LoopSession(session=_new_session())
     entry.users += 1
     try:
         yield entry.session

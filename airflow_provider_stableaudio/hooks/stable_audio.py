@@ -78,30 +78,33 @@ class StableAudioHook(BaseHook):
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _settings_from(self, conn: Any) -> ApiSettings:
+    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ApiSettings:
         return settings_from_connection(
-            conn_id=self.conn_id,
-            host=conn.host,
-            port=conn.port,
-            password=conn.password,
-            extra=conn.extra_dejson,
+            conn_id=self.conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
         )
 
     @cached_property
     def settings(self) -> ApiSettings:
         """The connection's settings, looked up once (synchronously: not for use inside triggers)."""
-        settings = self._settings_from(self.get_connection(self.conn_id))
+        conn = self.get_connection(self.conn_id)
+        settings = self._settings_from(conn, conn.extra_dejson)
         _mask(settings.api_key)
         return settings
 
     async def aget_settings(self) -> ApiSettings:
         """The connection's settings, looked up once without blocking the event loop."""
         if self._async_settings is None:
-            from airflow.providers.common.compat.connection import get_async_connection
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
 
             conn = await get_async_connection(self.conn_id, hook=self)
-            self._async_settings = self._settings_from(conn)
-            _mask(self._async_settings.api_key)
+            # Not conn.extra_dejson: it masks through a synchronous call to the supervisor, which
+            # blocks the triggerer's loop (and before Airflow 3.3.2 can raise DeadlockImminentError).
+            settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+            await _amask(settings.api_key)
+            self._async_settings = settings
         return self._async_settings
 
     def _api_headers(self, settings: ApiSettings) -> dict[str, str]:
@@ -348,9 +351,10 @@ class StableAudioHook(BaseHook):
         """
         import asyncio
 
-        import aiohttp
+        from airflow_provider_stableaudio.hooks.async_session import import_aiohttp, shared_client_session
 
-        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+        await import_aiohttp()
+        import aiohttp
 
         settings = await self.aget_settings()
         action = f"poll generation {generation_id}"
@@ -447,3 +451,15 @@ def _mask(secret: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """:func:`_mask` for an event loop: never a synchronous call to the supervisor on the loop."""
+    import asyncio
+
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # an Airflow without the async masker: the synchronous one, off the loop
+        await asyncio.to_thread(_mask, secret)
+    else:
+        await amask_secret(secret)

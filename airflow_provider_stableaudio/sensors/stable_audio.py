@@ -98,6 +98,12 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         )
         return PokeReturnValue(is_done=True, xcom_value=url)
 
+    def on_kill(self) -> None:
+        """A killed task leaves no partial download behind (the wait itself holds nothing)."""
+        from airflow_provider_stableaudio.storage import discard_staged_files
+
+        discard_staged_files()
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
         return deliver_generation(
