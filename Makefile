@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test lint clean docs dist ui-check test-compat bench
+.PHONY: install demo test test-stack up down lint clean docs dist ui-check test-compat bench
 
 install: $(INSTALLED)
 
@@ -27,6 +27,21 @@ demo: install
 test: install
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-stack
+
+# The real-stack tier (tests/system): Postgres, api-server, scheduler, dag-processor and two triggerers
+# from the wheel in dist/, in build/stack/ (logs in build/stack/logs). Installs Debian's postgresql
+# when root and no server is found.
+test-stack: dist
+	$(PY) -m pytest tests/system -p no:cacheprovider
+
+# A local Airflow for a person: the UI on http://127.0.0.1:8080, the emulator, the connection and the
+# example DAGs; `make down` stops it.
+up: dist
+	$(PY) -m tests.system.stack up
+
+down:
+	@test -x $(PY) && $(PY) -m tests.system.stack down || true
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -20,10 +20,11 @@ class StableAudioClipLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         # The worker computes links whenever a try ends, deferrals and reschedules included. Only a
-        # successful try has pushed the clip: asking for the XCom earlier makes Airflow's API client
-        # log "XCom not found" at error level, once per deferral.
+        # successful try that waited for the clip has pushed it: asking for the XCom otherwise makes
+        # Airflow's API client log "XCom not found" at error level, once per deferral.
         state = getattr(ti_key, "state", None)
-        if state is not None and state != "success":
+        submitted_only = getattr(operator, "wait_for_completion", True) is False
+        if submitted_only or (state is not None and state != "success"):
             return ""
         from airflow.providers.common.compat.sdk import XCom
 

@@ -10,8 +10,19 @@ from airflow_provider_stableaudio.links import StableAudioClipLink
 from tests.operators.test_stable_audio_operator import operator
 
 
-@pytest.mark.parametrize("state", ["deferred", "up_for_reschedule", "failed", "up_for_retry"])
-def test_link_reads_no_xcom_before_the_try_succeeded(monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+@pytest.mark.parametrize(
+    ("state", "task_kwargs"),
+    [
+        ("deferred", {}),
+        ("up_for_reschedule", {}),
+        ("failed", {}),
+        ("up_for_retry", {}),
+        ("success", {"wait_for_completion": False}),  # submitted only: there is no clip
+    ],
+)
+def test_link_reads_no_xcom_while_there_is_no_clip(
+    monkeypatch: pytest.MonkeyPatch, state: str, task_kwargs: dict
+) -> None:
     # Reading the missing XCom makes Airflow's API client log "XCom not found" at error level.
     from airflow.providers.common.compat.sdk import XCom
 
@@ -20,7 +31,7 @@ def test_link_reads_no_xcom_before_the_try_succeeded(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(XCom, "get_value", no_read)
     ti = SimpleNamespace(state=state, dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)
-    assert StableAudioClipLink().get_link(operator(), ti_key=ti) == ""
+    assert StableAudioClipLink().get_link(operator(**task_kwargs), ti_key=ti) == ""
 
 
 def test_link_of_a_successful_try_is_the_clip_url(monkeypatch: pytest.MonkeyPatch) -> None:

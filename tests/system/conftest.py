@@ -1,0 +1,56 @@
+"""The real-stack tier: one deployment (Postgres, api-server, scheduler, dag-processor, two triggerers)
+for the whole session, started from the wheel in ``dist/``; figures printed at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.system.stack import ROOT, Stack, StackError, postgres_bindir
+
+FIGURES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    if postgres_bindir() is None and os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip(
+            "the real-stack tier needs a PostgreSQL server: install it with `sudo apt-get install postgresql` "
+            "(or run as root, and the tier installs it)"
+        )
+    deployment = Stack(
+        dag_folders=(ROOT / "example_dags", ROOT / "tests" / "system" / "dags"),
+        # Below the 40-clip fan-out: one triggerer alone cannot take all of it, so both carry it.
+        triggerer_capacity=25,
+    )
+    started = time.monotonic()
+    try:
+        deployment.start()
+    except StackError as exc:
+        deployment.stop()
+        pytest.fail(f"the real stack did not start: {exc}", pytrace=False)
+    FIGURES["start"] = {k: round(v, 1) for k, v in deployment.state["timings"].items()}
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+        FIGURES["tier_seconds"] = round(time.monotonic() - started, 1)
+        (deployment.root / "figures.json").write_text(json.dumps(FIGURES, indent=2))
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict for the running scenario's figures, printed at the end of the session."""
+    return FIGURES.setdefault(request.node.name, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("real-stack figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {json.dumps(value)}")

@@ -1,0 +1,565 @@
+"""A real Airflow deployment on loopback, for the real-stack tier (``make test``) and ``make up``.
+
+What it starts, each as a process of its own, with every file under ``build/stack/``:
+
+* PostgreSQL (a cluster in ``build/stack/pgdata``; Debian's ``postgresql`` package is installed when
+  no server binaries are found and this is root; ``initdb`` refuses root, so the server runs as the
+  ``postgres`` user then),
+* the bundled API emulator,
+* ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and two ``triggerer``,
+
+from a virtualenv of its own (``build/stack/venv``) holding Airflow and the provider's wheel from
+``dist/`` (what ``make dist`` builds): installed the way users install it. The connection is stored in
+the metadata database with ``airflow connections add``, never in an environment variable. Runs are
+driven through the REST API with a JWT from the simple auth manager.
+
+``python -m tests.system.stack up`` starts it for a person (UI on http://127.0.0.1:8080) and
+``python -m tests.system.stack down`` stops every process it started, by process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_VERSION = os.environ.get("STACK_AIRFLOW_VERSION", "3.3.2")
+BUILD = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack"))
+STATE_FILE = "stack.json"
+ADMIN = "admin"
+TRIGGERERS = 2
+
+
+class StackError(RuntimeError):
+    """The stack could not be started; the message says what is missing and where the logs are."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run(argv: list[str], *, env: dict[str, str] | None = None, user: str | None = None, **kw: Any) -> str:
+    if user:
+        argv = ["runuser", "-u", user, "--", *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, **kw)
+    if done.returncode != 0:
+        raise StackError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return done.stdout
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def postgres_bindir() -> Path | None:
+    """The newest PostgreSQL server's bin folder on this machine, if any."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[-3].split(".")[0])
+    )
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres") and shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+def ensure_postgres() -> Path:
+    """The server's bin folder; installs Debian's ``postgresql`` when missing and this is root."""
+    bindir = postgres_bindir()
+    if bindir:
+        return bindir
+    if not _is_root():
+        raise StackError(
+            "The real-stack tier needs a PostgreSQL server (initdb and postgres), and none is installed. "
+            "Install it with `sudo apt-get install postgresql` (Debian/Ubuntu), then run it again."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], env=env, timeout=600)
+    _run(["apt-get", "install", "-y", "-qq", "postgresql"], env=env, timeout=900)
+    bindir = postgres_bindir()
+    if not bindir:
+        raise StackError("apt-get installed postgresql, but no initdb/postgres binaries were found")
+    return bindir
+
+
+# -- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """A running (or startable) deployment; ``state`` is saved to ``build/stack/stack.json``."""
+
+    root: Path = BUILD
+    airflow_version: str = AIRFLOW_VERSION
+    api_port: int = 0
+    dag_folders: tuple[Path, ...] = (ROOT / "example_dags",)
+    triggerer_capacity: int = 1000
+    generation_seconds: float = 6.0
+    state: dict[str, Any] = field(default_factory=dict)
+
+    # paths
+    @property
+    def venv(self) -> Path:
+        return self.root / f"venv-{self.airflow_version}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pgdata"
+
+    def bin(self, name: str) -> str:
+        return str(self.venv / "bin" / name)
+
+    # -- install -----------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Airflow and the provider's wheel (from ``dist/``) into a virtualenv of their own."""
+        wheels = sorted((ROOT / "dist").glob("airflow_provider_stableaudio-*.whl"))
+        if not wheels:
+            raise StackError("no wheel in dist/: run `make dist` first")
+        stamp = self.venv / ".stack-installed"
+        pip = [self.bin("python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        # The wheel's dependencies and Airflow's Postgres drivers (sync and async), Airflow pinned.
+        requirements = [f"apache-airflow=={self.airflow_version}", "psycopg2-binary", "asyncpg"]
+        if not stamp.exists() or stamp.read_text() != " ".join(requirements):
+            shutil.rmtree(self.venv, ignore_errors=True)
+            _run([sys.executable, "-m", "venv", str(self.venv)])
+            _run([*pip, *requirements, str(wheels[-1])], timeout=1200)
+            stamp.write_text(" ".join(requirements))
+        # The provider itself, every time: the wheel changes with the code.
+        _run([*pip, "--no-deps", "--force-reinstall", str(wheels[-1])], timeout=600)
+
+    # -- environment -------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        s = self.state
+        keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "TZ")
+        bundles = [
+            {
+                "name": f"bundle_{i}",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(folder), "refresh_interval": 0},
+            }
+            for i, folder in enumerate(s["dag_folders"])
+        ]
+        api = f"http://127.0.0.1:{s['api_port']}"
+        return {
+            **{k: os.environ[k] for k in keep if k in os.environ},
+            "PYTHONUNBUFFERED": "1",
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "STABLEAUDIO_OUTPUT_DIR": str(self.output),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Few task processes per worker: each is a Python process, and the machine has 2 cores
+            # (more parallel deferrals also raise the odds of Airflow's own race, docs/deployment.md).
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://postgres@127.0.0.1:{s['pg_port']}/airflow"
+            ),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(s["api_port"]),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__SECRET_KEY": s["secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # A dead triggerer's triggers move after 2.1 x this threshold of missed heartbeats.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
+            "AIRFLOW__TRIGGERER__CAPACITY": str(s["triggerer_capacity"]),
+            # The watchdog times its own 0.1 s sleep too: 0.15 flags any 50 ms block of the loop (0.05
+            # would fire every 0.1 s on an idle triggerer).
+            "AIRFLOW__TRIGGERER__BLOCKED_MAIN_THREAD_WARNING_THRESHOLD": "0.15",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        return _run([self.bin("airflow"), *args], env=self.env(), timeout=timeout)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _spawn(
+        self, name: str, argv: list[str], *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> int:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        if user:
+            argv = ["runuser", "-u", user, "--", *argv]
+        proc = subprocess.Popen(
+            argv, env={**self.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.root,
+        )  # fmt: skip
+        log.close()
+        self.state.setdefault("pids", {})[name] = proc.pid
+        self._save()
+        return proc.pid
+
+    def _save(self) -> None:
+        (self.root / STATE_FILE).write_text(json.dumps(self.state, indent=2))
+
+    @classmethod
+    def load(cls, root: Path = BUILD) -> Stack:
+        state = json.loads((root / STATE_FILE).read_text())
+        return cls(root=root, airflow_version=state["airflow_version"], state=state)
+
+    def alive(self, name: str) -> bool:
+        pid = self.state.get("pids", {}).get(name)
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie child (killed, not reaped) is not alive.
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return False
+        return True
+
+    def kill(self, name: str, sig: int = signal.SIGTERM, *, wait: float = 20) -> None:
+        """Signal the process group of ``name``; after SIGTERM, SIGKILL what is left after ``wait``."""
+        pid = self.state.get("pids", {}).get(name)
+        if not pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while self.alive(name) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+    # -- start / stop ------------------------------------------------------------------------
+
+    def start(self, *, api_key: str | None = None) -> None:
+        """Start everything, fresh; raises :class:`StackError` with what to read when a part fails."""
+        if (self.root / STATE_FILE).exists():
+            with contextlib.suppress(Exception):
+                Stack.load(self.root).stop()
+        for folder in ("airflow", "logs", "output", "pgdata", "run"):
+            shutil.rmtree(self.root / folder, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.airflow_home.mkdir(parents=True)
+        self.output.mkdir(parents=True)
+        from cryptography.fernet import Fernet
+
+        self.state = {
+            "airflow_version": self.airflow_version,
+            "dag_folders": [str(p) for p in self.dag_folders],
+            "triggerer_capacity": self.triggerer_capacity,
+            "pg_port": _free_port(),
+            "api_port": self.api_port or _free_port(),
+            "fernet_key": Fernet.generate_key().decode(),
+            "secret_key": secrets.token_hex(16),
+            "jwt_secret": secrets.token_hex(32),
+            "admin_password": secrets.token_urlsafe(12),
+            "api_key": api_key or f"canary-{secrets.token_hex(16)}",
+            "pids": {},
+            "triggerer_jobs": {},
+        }
+        self._save()
+        (self.airflow_home / "passwords.json").write_text(json.dumps({ADMIN: self.state["admin_password"]}))
+        timings: dict[str, float] = {}
+        started = time.monotonic()
+        self.install()
+        timings["install"] = time.monotonic() - started
+        self._start_postgres()
+        timings["postgres"] = time.monotonic() - started
+        self.airflow("db", "migrate", timeout=600)
+        timings["db_migrate"] = time.monotonic() - started
+        self._start_emulator()
+        self.airflow(
+            "connections", "add", "stableaudio_default",
+            "--conn-type", "stableaudio",
+            "--conn-host", self.state["emulator_url"],
+            "--conn-password", self.state["api_key"],
+            "--conn-extra", json.dumps({"timeout": 30}),
+        )  # fmt: skip
+        self._spawn("api-server", [self.bin("airflow"), "api-server"])
+        self._spawn("scheduler", [self.bin("airflow"), "scheduler"])
+        self._spawn("dag-processor", [self.bin("airflow"), "dag-processor"])
+        self.wait_for(self._api_up, "the API server to answer", 180, "api-server")
+        for n in range(1, TRIGGERERS + 1):
+            self.start_triggerer(f"triggerer-{n}")
+        timings["up"] = time.monotonic() - started
+        self.state["timings"] = timings
+        self._save()
+
+    def start_triggerer(self, name: str) -> None:
+        """Start a triggerer and record its job id (triggers name their triggerer by it)."""
+        known = set(self.triggerer_jobs_running())
+        # asyncio's debug mode names the task of any callback that holds the loop over 0.1 s.
+        self._spawn(name, [self.bin("airflow"), "triggerer"], env={"PYTHONASYNCIODEBUG": "1"})
+
+        def new_job() -> bool:
+            fresh = set(self.triggerer_jobs_running()) - known
+            if fresh:
+                self.state["triggerer_jobs"][name] = max(fresh)
+                self._save()
+            return bool(fresh)
+
+        self.wait_for(new_job, f"{name} to heartbeat", 120, name)
+
+    def stop(self) -> None:
+        """Stop every process this stack started (Airflow first, Postgres last)."""
+        pids = self.state.get("pids", {})
+        for name in [n for n in pids if n not in ("postgres", "emulator")]:
+            self.kill(name)
+        self.kill("emulator")
+        if "postgres" in pids:
+            self.kill("postgres", signal.SIGINT)  # fast shutdown
+        self.state["pids"] = {}
+        self._save()
+
+    def wait_for(self, check: Any, what: str, timeout: float, log: str | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            if log and not self.alive(log):
+                raise StackError(f"{log} exited while waiting for {what}: see {self.logs / (log + '.log')}")
+            time.sleep(0.5)
+        raise StackError(f"timed out after {timeout:g}s waiting for {what}: see the logs in {self.logs}")
+
+    def _start_postgres(self) -> None:
+        bindir = ensure_postgres()
+        user = "postgres" if _is_root() else None
+        self.pgdata.mkdir(parents=True)
+        sockets = self.root / "run"
+        sockets.mkdir(parents=True)
+        if user:
+            shutil.chown(self.pgdata, user)
+            shutil.chown(sockets, user)
+        _run(
+            [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            user=user, timeout=300,
+        )  # fmt: skip
+        self.state["pg_bindir"] = str(bindir)
+        self._spawn(
+            "postgres",
+            [
+                str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.state["pg_port"]),
+                "-h", "127.0.0.1", "-k", str(sockets),
+                # A throwaway test cluster: durability buys nothing, speed does.
+                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                "-c", "max_connections=300",
+            ],
+            user=user,
+        )  # fmt: skip
+        self.wait_for(lambda: self.psql("select 1", db="postgres") == "1", "PostgreSQL", 60, "postgres")
+        self.psql("create database airflow", db="postgres")
+
+    def psql(self, sql: str, *, db: str = "airflow") -> str:
+        """Run SQL as the superuser; the result rows, ``|``-separated."""
+        return _run(
+            [str(Path(self.state["pg_bindir"]) / "psql"), "-h", "127.0.0.1", "-p", str(self.state["pg_port"]),
+             "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            timeout=60,
+        ).strip()  # fmt: skip
+
+    def pg_dump(self) -> str:
+        return _run(
+            [str(Path(self.state["pg_bindir"]) / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.state["pg_port"]),
+             "-U", "postgres", "airflow"],
+            timeout=300,
+        )  # fmt: skip
+
+    def _start_emulator(self) -> None:
+        port_file = self.root / "run" / "emulator.port"
+        self._spawn(
+            "emulator",
+            [self.bin("python"), "-m", "airflow_provider_stableaudio.emulator", "--port", "0",
+             "--port-file", str(port_file), "--generation-seconds", str(self.generation_seconds),
+             "--api-key", self.state["api_key"]],
+        )  # fmt: skip
+        self.wait_for(lambda: port_file.read_text().strip().isdigit(), "the emulator", 60, "emulator")
+        self.state["emulator_url"] = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        self._save()
+
+    def triggerer_jobs_running(self) -> list[int]:
+        rows = self.psql(
+            "select id from job where job_type = 'TriggererJob' and state = 'running' "
+            "and latest_heartbeat > now() - interval '20 seconds'"
+        )
+        return [int(r) for r in rows.split()] if rows else []
+
+    # -- REST API ----------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.state['api_port']}"
+
+    def _api_up(self) -> bool:
+        with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=5) as response:
+            return bool(response.status == 200)
+
+    def token(self) -> str:
+        if not self.state.get("token") or self.state.get("token_at", 0) < time.time() - 3000:
+            body = {"username": ADMIN, "password": self.state["admin_password"]}
+            self.state["token"] = self._request("POST", "/auth/token", body, auth=False)["access_token"]
+            self.state["token_at"] = time.time()
+        return str(self.state["token"])
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.api_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise StackError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:2000]!r}") from None
+        return json.loads(raw) if raw else None
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call ``/api/v2`` + ``path`` with the admin's JWT."""
+        return self._request(method, "/api/v2" + path, body)
+
+    def emulator(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the emulator's admin routes (``/_emulator/...``)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.state['emulator_url']}/_emulator/{path}", data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        self.wait_for(lambda: self.api("GET", f"/dags/{dag_id}")["dag_id"] == dag_id, f"DAG {dag_id}", timeout)
+
+    def unpause(self, dag_id: str) -> None:
+        """DAGs arrive paused, as on any deployment (the scheduled examples would run otherwise)."""
+        self.wait_for_dag(dag_id)
+        self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        self.unpause(dag_id)
+        run = self.api(
+            "POST",
+            f"/dags/{dag_id}/dagRuns",
+            {"logical_date": None, "conf": conf or {}, "dag_run_id": f"{dag_id}__{secrets.token_hex(4)}"},
+        )
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(1)
+        raise StackError(f"run {run_id} of {dag_id} did not finish in {timeout:g}s: see {self.logs}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=1000"
+        return list(self.api("GET", path)["task_instances"])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str, map_index: int = -1) -> Any:
+        path = (
+            f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/xcomEntries/{key}"
+            f"?map_index={map_index}&deserialize=true&stringify=false"
+        )
+        return self.api("GET", path)["value"]
+
+    def links(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/links"
+        return dict(self.api("GET", path + f"?map_index={map_index}")["extra_links"])
+
+
+# -- command line (make up / make down) ---------------------------------------------------------
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack = Stack(api_port=args.port, generation_seconds=args.generation_seconds)
+    print(f"==> Starting Airflow {stack.airflow_version} with Postgres, two triggerers and the emulator")
+    print(f"    (logs in {stack.logs})", flush=True)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"make up failed: {exc}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            stack.stop()
+        return 1
+    stack.unpause("example_stable_audio")
+    print(
+        f"\nAirflow is up: {stack.api_url}\n"
+        f"  login:    {ADMIN}\n"
+        f"  password: {stack.state['admin_password']}\n"
+        f"  the stableaudio_default connection points at the emulator ({stack.state['emulator_url']}),\n"
+        f"  clips are written under {stack.output}\n"
+        "Trigger example_stable_audio, watch generate_clip go deferred, then open its 'Stable Audio clip' link.\n"
+        "Stop it with: make down"
+    )
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    if not (BUILD / STATE_FILE).exists():
+        print("nothing to stop")
+        return 0
+    stack = Stack.load()
+    names = [n for n in stack.state.get("pids", {}) if stack.alive(n)]
+    stack.stop()
+    print(f"stopped: {', '.join(names) or 'nothing was running'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.system.stack", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack for a person")
+    up.add_argument("--port", type=int, default=8080, help="the UI's port (default: %(default)s)")
+    up.add_argument("--generation-seconds", type=float, default=20.0, help="emulator's generation time")
+    sub.add_parser("down", help="stop every process the stack started")
+    args = parser.parse_args(argv)
+    return _up(args) if args.command == "up" else _down(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
