@@ -65,7 +65,9 @@ def _run(argv: list[str], *, env: dict[str, str] | None = None, user: str | None
         argv = ["runuser", "-u", user, "--", *argv]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, **kw)
     if done.returncode != 0:
-        raise StackError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+        raise StackError(
+            f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
+        )
     return done.stdout
 
 
@@ -468,7 +470,9 @@ class Stack:
             return json.loads(response.read())
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
-        self.wait_for(lambda: self.api("GET", f"/dags/{dag_id}")["dag_id"] == dag_id, f"DAG {dag_id}", timeout)
+        self.wait_for(
+            lambda: self.api("GET", f"/dags/{dag_id}")["dag_id"] == dag_id, f"DAG {dag_id}", timeout
+        )
 
     def unpause(self, dag_id: str) -> None:
         """DAGs arrive paused, as on any deployment (the scheduled examples would run otherwise)."""

@@ -79,7 +79,9 @@ def test_example_dag_defers_to_a_triggerer_and_delivers_the_clip(stack: Stack, f
     assert seconds_of(local_path) == 3
     assert Path(local_path).stat().st_size == audio_file["file_size"]
     assert stack.xcom("example_stable_audio", run_id, "describe_clip", "return_value") == 3.0
-    assert stack.links("example_stable_audio", run_id, "generate_clip") == {"Stable Audio clip": audio_file["url"]}
+    assert stack.links("example_stable_audio", run_id, "generate_clip") == {
+        "Stable Audio clip": audio_file["url"]
+    }
     assert len(posts(stack)) == 1
 
 
@@ -90,7 +92,9 @@ def test_mapped_fan_out_is_carried_by_both_triggerers_with_one_post_per_prompt(s
     run_id = stack.trigger("stack_fanout", {"count": count})
     seen = watch(stack, "stack_fanout", run_id, timeout=900)
     figures.update(
-        run_seconds=round(time.monotonic() - started, 1), clips=count, most_deferred_at_once=seen["max_deferred"]
+        run_seconds=round(time.monotonic() - started, 1),
+        clips=count,
+        most_deferred_at_once=seen["max_deferred"],
     )
 
     assert seen["state"] == "success"
@@ -229,7 +233,9 @@ OURS = re.compile(r"stableaudio|StableAudio|stable_audio|audio_file|XCom not fou
 
 def test_component_logs_hold_no_error_from_the_provider_and_no_blocked_loop(stack: Stack, figures) -> None:
     components = ["api-server", "scheduler", "dag-processor", "triggerer-1", "triggerer-2"]
-    task_logs = [p for p in (stack.airflow_home / "logs").rglob("*.log") if not EXPECTED_FAILURES.search(str(p))]
+    task_logs = [
+        p for p in (stack.airflow_home / "logs").rglob("*.log") if not EXPECTED_FAILURES.search(str(p))
+    ]
     problems = []
     for path in [stack.logs / f"{name}.log" for name in components] + task_logs:
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
@@ -244,7 +250,12 @@ def test_component_logs_hold_no_error_from_the_provider_and_no_blocked_loop(stac
         line
         for name in ("triggerer-1", "triggerer-2")
         for line in (stack.logs / f"{name}.log").read_text(errors="replace").splitlines()
-    ] + [line for p in task_logs if ".trigger." in p.name for line in p.read_text(errors="replace").splitlines()]
+    ] + [
+        line
+        for p in task_logs
+        if ".trigger." in p.name
+        for line in p.read_text(errors="replace").splitlines()
+    ]
     # Any watchdog line fails (it cannot say which trigger); a slow callback fails when it is a trigger's.
     blocked = [line for line in triggerer_lines if "async thread was blocked" in line]
     slow = [line for line in triggerer_lines if SLOW_CALLBACK.search(line)]

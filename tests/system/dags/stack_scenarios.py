@@ -35,7 +35,9 @@ with DAG(
         output_path=RUN_DIR + "/clip_{{ ti.map_index }}.wav",
     ).expand(prompt=prompts())
 
-with DAG(dag_id="stack_retry", schedule=None, start_date=START, catchup=False, params={"output_dir": OUTPUT_DIR}):
+with DAG(
+    dag_id="stack_retry", schedule=None, start_date=START, catchup=False, params={"output_dir": OUTPUT_DIR}
+):
     StableAudioGenerateOperator(
         task_id="generate",
         prompt="A door creaking open, once",
