@@ -72,9 +72,13 @@ ui-check: $(VENV)/.installed-uicheck
 	fi
 	$(PY) scripts/ui_check.py
 
-# The test suite on the oldest Airflow that pyproject.toml claims, in .venv-compat.
-test-compat:
-	bash scripts/test_compat.sh
+# The test suite and the real-stack tier on the oldest Airflow that pyproject.toml claims and on the
+# newest 3.2 release, each in a venv of its own (.venv-compat-X.Y.Z, build/stack-X.Y.Z).
+COMPAT_VERSIONS ?= lowest 3.2.2
+test-compat: dist
+	@set -e; for version in $(COMPAT_VERSIONS); do \
+		COMPAT_AIRFLOW_VERSION=$$([ "$$version" = lowest ] || echo "$$version") bash scripts/test_compat.sh; \
+	done
 
 # Benchmarks (docs/performance.md): trigger fan-out, import cost, download. --quick sizes (under two
 # minutes) unless BENCH_ARGS says otherwise; `make bench BENCH_ARGS=` runs the full sizes.

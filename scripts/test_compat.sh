@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# `make test-compat`: run the whole test suite on the oldest Airflow release that pyproject.toml
-# claims (the `apache-airflow>=X.Y.Z` lower bound), in a venv of its own (.venv-compat, git-ignored).
+# One Airflow release for `make test-compat`: the whole test suite, then the real-stack tier
+# (tests/system), on the oldest release that pyproject.toml claims (the `apache-airflow>=X.Y.Z`
+# lower bound) or COMPAT_AIRFLOW_VERSION, in a venv of its own (.venv-compat-X.Y.Z, git-ignored).
+# `make test-compat` runs it for the lower bound and for the newest 3.2 release.
 #
-#   COMPAT_AIRFLOW_VERSION=3.1.8 make test-compat   # try another release instead of the bound
-#   COMPAT_VENV=/tmp/venv make test-compat          # another venv (one per release is sensible)
+#   COMPAT_AIRFLOW_VERSION=3.1.8 bash scripts/test_compat.sh   # another release than the bound
+#   COMPAT_VENV=/tmp/venv bash scripts/test_compat.sh          # another venv
+#   COMPAT_STACK=0 bash scripts/test_compat.sh                 # the suite only, not the tier
 #
-# Extra arguments are passed to pytest (`bash scripts/test_compat.sh -x -k trigger`).
+# Extra arguments are passed to the suite's pytest (`bash scripts/test_compat.sh -x -k trigger`).
+# The tier installs Airflow the same way into its own venv (build/stack-X.Y.Z/) with the provider's
+# wheel from dist/ (`make dist`).
 #
 # Airflow is installed the way its docs say users install it: first Airflow itself with its
 # dependencies pinned as they were when that release came out (Airflow's constraints file; its
@@ -19,7 +24,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-VENV=${COMPAT_VENV:-.venv-compat}
 
 BOUND=$($PYTHON - <<'PYEOF'
 import re, sys
@@ -31,6 +35,7 @@ print(match.group(1))
 PYEOF
 )
 AIRFLOW_VERSION=${COMPAT_AIRFLOW_VERSION:-$BOUND}
+VENV=${COMPAT_VENV:-.venv-compat-$AIRFLOW_VERSION}
 echo "==> pyproject.toml: apache-airflow>=$BOUND; testing on apache-airflow==$AIRFLOW_VERSION in $VENV"
 
 # The day after each release was uploaded to PyPI (checked with `pip download --uploaded-prior-to`).
@@ -39,6 +44,7 @@ case "$AIRFLOW_VERSION" in
     3.1.0) RELEASED=2025-09-26T00:00:00Z ;;
     3.1.2) RELEASED=2025-11-06T00:00:00Z ;;
     3.2.0) RELEASED=2026-04-08T00:00:00Z ;;
+    3.2.2) RELEASED=2026-05-30T00:00:00Z ;;
     *) RELEASED=${COMPAT_UPLOADED_PRIOR_TO:-} ;;
 esac
 RELEASED=${COMPAT_UPLOADED_PRIOR_TO:-$RELEASED}
@@ -85,3 +91,11 @@ start=$SECONDS
 echo "==> pytest on apache-airflow $INSTALLED"
 "$VENV/bin/python" -m pytest "$@"
 echo "==> the suite passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"
+
+if [ "${COMPAT_STACK:-1}" != 0 ]; then
+    start=$SECONDS
+    echo "==> the real-stack tier on apache-airflow $INSTALLED (build/stack-$INSTALLED)"
+    STACK_AIRFLOW_VERSION=$INSTALLED STACK_UPLOADED_PRIOR_TO=$RELEASED STACK_DIR=build/stack-$INSTALLED \
+        "$VENV/bin/python" -m pytest tests/system -p no:cacheprovider
+    echo "==> the real-stack tier passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"
+fi

@@ -40,7 +40,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_VERSION = os.environ.get("STACK_AIRFLOW_VERSION", "3.3.2")
-BUILD = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack"))
+# For an older Airflow: install it with its dependencies as they were on its release day (what
+# scripts/test_compat.sh does for the unit suite; today's FastAPI and pydantic break old releases).
+UPLOADED_PRIOR_TO = os.environ.get("STACK_UPLOADED_PRIOR_TO", "")
+BUILD = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack")).resolve()
 STATE_FILE = "stack.json"
 ADMIN = "admin"
 TRIGGERERS = 2
@@ -154,11 +157,21 @@ class Stack:
         pip = [self.bin("python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # The wheel's dependencies and Airflow's Postgres drivers (sync and async), Airflow pinned.
         requirements = [f"apache-airflow=={self.airflow_version}", "psycopg2-binary", "asyncpg"]
-        if not stamp.exists() or stamp.read_text() != " ".join(requirements):
+        want = " ".join([*requirements, UPLOADED_PRIOR_TO])
+        if not stamp.exists() or stamp.read_text() != want:
             shutil.rmtree(self.venv, ignore_errors=True)
             _run([sys.executable, "-m", "venv", str(self.venv)])
+            if UPLOADED_PRIOR_TO:
+                _run([*pip, "--upgrade", "pip>=26"], timeout=600)  # --uploaded-prior-to
+                # No pip config: its local package folder carries no upload dates.
+                _run(
+                    [*pip, "--uploaded-prior-to", UPLOADED_PRIOR_TO, *requirements],
+                    env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+                    timeout=1200,
+                )
+            # Then the wheel on top: it moves only what the provider itself requires.
             _run([*pip, *requirements, str(wheels[-1])], timeout=1200)
-            stamp.write_text(" ".join(requirements))
+            stamp.write_text(want)
         # The provider itself, every time: the wheel changes with the code.
         _run([*pip, "--no-deps", "--force-reinstall", str(wheels[-1])], timeout=600)
 
@@ -326,11 +339,13 @@ class Stack:
         self.state["timings"] = timings
         self._save()
 
-    def start_triggerer(self, name: str) -> None:
+    def start_triggerer(self, name: str, *, env: dict[str, str] | None = None) -> None:
         """Start a triggerer and record its job id (triggers name their triggerer by it)."""
         known = set(self.triggerer_jobs_running())
-        # asyncio's debug mode names the task of any callback that holds the loop over 0.1 s.
-        self._spawn(name, [self.bin("airflow"), "triggerer"], env={"PYTHONASYNCIODEBUG": "1"})
+        # asyncio's debug mode names the task of any callback that holds the loop over 50 ms
+        # (triggerer_site/sitecustomize.py): the watchdog cannot say which trigger it was.
+        debug = {"PYTHONASYNCIODEBUG": "1", "PYTHONPATH": str(Path(__file__).parent / "triggerer_site")}
+        self._spawn(name, [self.bin("airflow"), "triggerer"], env={**debug, **(env or {})})
 
         def new_job() -> bool:
             fresh = set(self.triggerer_jobs_running()) - known

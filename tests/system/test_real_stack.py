@@ -164,6 +164,48 @@ def test_sensor_in_reschedule_mode_frees_its_slot_between_pokes(stack: Stack) ->
     assert seconds_of(clip) == 2
 
 
+def test_fifty_triggers_start_at_once_on_a_connection_with_an_extra(stack: Stack, figures) -> None:
+    """One triggerer creates 50 triggers in one go, each reading the connection and its extra.
+
+    Before Airflow 3.3.2 a synchronous supervisor call from a trigger (``Connection.extra_dejson``,
+    a synchronous secret mask) raises ``DeadlockImminentError`` while another trigger's call is in
+    flight: some of the 50 would end in "Trigger failure".
+    """
+    count = 50
+    for name in stack.state["triggerer_jobs"]:
+        stack.kill(name)
+    fresh_emulator(stack, generation_seconds=30)
+    run_id = stack.trigger("stack_fanout", {"count": count})
+
+    def all_deferred() -> bool:
+        tis = [t for t in stack.task_instances("stack_fanout", run_id) if t["task_id"] == "generate"]
+        return len(tis) == count and all(t["state"] == "deferred" for t in tis)
+
+    stack.wait_for(all_deferred, f"{count} tasks to defer with no triggerer running", 600)
+    started = time.monotonic()
+    stack.start_triggerer("triggerer-1", env={"AIRFLOW__TRIGGERER__CAPACITY": "1000"})
+    seen = watch(stack, "stack_fanout", run_id)
+    figures.update(
+        run_seconds_after_the_triggerer_started=round(time.monotonic() - started, 1), triggers=count
+    )
+    stack.kill("triggerer-1")  # back to two triggerers with the tier's capacity
+    for name in ("triggerer-1", "triggerer-2"):
+        stack.start_triggerer(name)
+
+    assert seen["state"] == "success"
+    generates = [ti for ti in seen["task_instances"] if ti["task_id"] == "generate"]
+    assert {(ti["state"], ti["try_number"]) for ti in generates} == {("success", 1)}
+    assert len(posts(stack)) == count
+    trigger_logs = [p for p in (stack.airflow_home / "logs" / "dag_id=stack_fanout").rglob("*.trigger.*")]
+    failures = [
+        line
+        for path in [*trigger_logs, stack.logs / "triggerer-1.log"]
+        for line in path.read_text(errors="replace").splitlines()
+        if "DeadlockImminent" in line or "Trigger failure" in line or "Trigger failed" in line
+    ]
+    assert failures == []
+
+
 def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack, figures) -> None:
     count = 10
     fresh_emulator(stack, generation_seconds=60)
@@ -256,16 +298,18 @@ def test_component_logs_hold_no_error_from_the_provider_and_no_blocked_loop(stac
         if ".trigger." in p.name
         for line in p.read_text(errors="replace").splitlines()
     ]
-    # Any watchdog line fails (it cannot say which trigger); a slow callback fails when it is a trigger's.
-    blocked = [line for line in triggerer_lines if "async thread was blocked" in line]
+    # The watchdog (threshold 0.15 s: 50 ms beyond its own 0.1 s sleep) cannot say what held the loop,
+    # and it also fires when the loop is merely busy: one triggerer starting 50 triggers at once on
+    # 2 loaded cores does, with no trigger at fault. asyncio's debug mode names the task of every
+    # callback that held the loop for over 50 ms: none may be one of this provider's triggers.
+    watchdog = [line for line in triggerer_lines if "async thread was blocked" in line]
     slow = [line for line in triggerer_lines if SLOW_CALLBACK.search(line)]
     slow_triggers = [line for line in slow if "(ID " in line or "airflow_provider_stableaudio" in line]
     figures.update(
         task_logs_read=len(task_logs),
-        watchdog_lines=len(blocked),
+        watchdog_lines=len(watchdog),
         slow_callbacks_in_triggers=len(slow_triggers),
         slow_callbacks_elsewhere=len(slow) - len(slow_triggers),
     )
     assert problems == []
-    assert blocked == []
     assert slow_triggers == []
