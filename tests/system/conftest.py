@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,26 @@ def stack() -> Iterator[Stack]:
             "(or run as root, and the tier installs it)"
         )
     deployment = Stack(
+        # Not build/stack: that is `make up`'s, and a person's running stack must survive `make test`.
+        root=Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack-test")).resolve(),
         dag_folders=(ROOT / "example_dags", ROOT / "tests" / "system" / "dags"),
-        # Below the 40-clip fan-out: one triggerer alone cannot take all of it, so both carry it.
-        triggerer_capacity=25,
+        config={
+            # Below the 40-clip fan-out: one triggerer alone cannot take all of it, so both carry it.
+            "AIRFLOW__TRIGGERER__CAPACITY": "25",
+            # A dead triggerer's triggers move once its heartbeat is older than the threshold
+            # (default 5 s and 30 s): the failover scenario need not wait half a minute.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+            # The watchdog times its own 0.1 s sleep too: 0.15 flags 50 ms beyond it (0.05 would fire
+            # every 0.1 s on an idle triggerer).
+            "AIRFLOW__TRIGGERER__BLOCKED_MAIN_THREAD_WARNING_THRESHOLD": "0.15",
+        },
+        # asyncio's debug mode names the task of any callback that holds the loop over 50 ms
+        # (triggerer_site/sitecustomize.py): the watchdog cannot say which trigger it was.
+        triggerer_env={
+            "PYTHONASYNCIODEBUG": "1",
+            "PYTHONPATH": str(Path(__file__).parent / "triggerer_site"),
+        },
     )
     started = time.monotonic()
     try:

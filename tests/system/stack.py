@@ -43,7 +43,8 @@ AIRFLOW_VERSION = os.environ.get("STACK_AIRFLOW_VERSION", "3.3.2")
 # For an older Airflow: install it with its dependencies as they were on its release day (what
 # scripts/test_compat.sh does for the unit suite; today's FastAPI and pydantic break old releases).
 UPLOADED_PRIOR_TO = os.environ.get("STACK_UPLOADED_PRIOR_TO", "")
-BUILD = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack")).resolve()
+# `make up` lives here; the test tier in a folder of its own (tests/system/conftest.py).
+BUILD = ROOT / "build" / "stack"
 STATE_FILE = "stack.json"
 ADMIN = "admin"
 TRIGGERERS = 2
@@ -118,8 +119,12 @@ class Stack:
     airflow_version: str = AIRFLOW_VERSION
     api_port: int = 0
     dag_folders: tuple[Path, ...] = (ROOT / "example_dags",)
-    triggerer_capacity: int = 1000
-    generation_seconds: float = 6.0
+    # Real generations take 30-60 s; much shorter ones meet an Airflow race (docs/deployment.md).
+    generation_seconds: float = 20.0
+    #: Airflow settings on top of the stack's own (``AIRFLOW__SECTION__KEY``: value).
+    config: dict[str, str] = field(default_factory=dict)
+    #: Environment of the triggerers only (the tier's loop diagnostics).
+    triggerer_env: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 
     # paths
@@ -213,14 +218,10 @@ class Stack:
             "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # A dead triggerer's triggers move after 2.1 x this threshold of missed heartbeats.
-            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
-            "AIRFLOW__TRIGGERER__CAPACITY": str(s["triggerer_capacity"]),
-            # The watchdog times its own 0.1 s sleep too: 0.15 flags any 50 ms block of the loop (0.05
-            # would fire every 0.1 s on an idle triggerer).
-            "AIRFLOW__TRIGGERER__BLOCKED_MAIN_THREAD_WARNING_THRESHOLD": "0.15",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Free ports, not 8793: several stacks may run on one machine.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"]),
+            **s["config"],
         }
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
@@ -300,7 +301,9 @@ class Stack:
         self.state = {
             "airflow_version": self.airflow_version,
             "dag_folders": [str(p) for p in self.dag_folders],
-            "triggerer_capacity": self.triggerer_capacity,
+            "config": self.config,
+            "triggerer_env": self.triggerer_env,
+            "worker_log_port": _free_port(),
             "pg_port": _free_port(),
             "api_port": self.api_port or _free_port(),
             "fernet_key": Fernet.generate_key().decode(),
@@ -342,10 +345,9 @@ class Stack:
     def start_triggerer(self, name: str, *, env: dict[str, str] | None = None) -> None:
         """Start a triggerer and record its job id (triggers name their triggerer by it)."""
         known = set(self.triggerer_jobs_running())
-        # asyncio's debug mode names the task of any callback that holds the loop over 50 ms
-        # (triggerer_site/sitecustomize.py): the watchdog cannot say which trigger it was.
-        debug = {"PYTHONASYNCIODEBUG": "1", "PYTHONPATH": str(Path(__file__).parent / "triggerer_site")}
-        self._spawn(name, [self.bin("airflow"), "triggerer"], env={**debug, **(env or {})})
+        # Each triggerer serves its logs on a port of its own (two on one port: "address in use").
+        own = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()), **self.state["triggerer_env"]}
+        self._spawn(name, [self.bin("airflow"), "triggerer"], env={**own, **(env or {})})
 
         def new_job() -> bool:
             fresh = set(self.triggerer_jobs_running()) - known

@@ -241,7 +241,7 @@ def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack
         triggers_moved=holders[jobs[victim]],
         takeover_seconds=round(takeover, 1),
         posts=len(posts(stack)),
-        heartbeat_settings="job_heartbeat_sec=2, triggerer_health_check_threshold=6",
+        heartbeat_settings="job_heartbeat_sec=2, triggerer_health_check_threshold=15",
     )
 
 
