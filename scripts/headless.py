@@ -90,13 +90,48 @@ class Browser:
         )
         return self.wait(condition, what, timeout=timeout)
 
-    def click(self, xpath: str, what: str) -> None:
-        self.element(xpath, what, clickable=True).click()
+    def shows(self, xpath: str, *, timeout: float) -> bool:
+        """Whether an element at ``xpath`` becomes visible within ``timeout`` (no failure if not)."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
 
-    def hover(self, element: Any) -> None:
+        try:
+            WebDriverWait(self.driver, timeout).until(ec.visibility_of_element_located((By.XPATH, xpath)))
+        except TimeoutException:
+            return False
+        return True
+
+    def _act(self, xpath: str, what: str, action: Any) -> None:
+        """``action(element)`` on the element at ``xpath`` once it is clickable, found afresh on each try:
+        React re-renders lists while they load, and an element found a moment ago may be gone."""
+        from selenium.common.exceptions import (
+            ElementClickInterceptedException,
+            StaleElementReferenceException,
+        )
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+
+        def attempt(driver: Any) -> bool:
+            try:
+                element = ec.element_to_be_clickable((By.XPATH, xpath))(driver)
+                if not element:
+                    return False
+                action(element)
+            except (StaleElementReferenceException, ElementClickInterceptedException):
+                return False
+            return True
+
+        self.wait(attempt, what)
+
+    def click(self, xpath: str, what: str) -> None:
+        self._act(xpath, what, lambda element: element.click())
+
+    def hover(self, xpath: str, what: str) -> None:
         from selenium.webdriver.common.action_chains import ActionChains
 
-        ActionChains(self.driver).move_to_element(element).perform()
+        self._act(xpath, what, lambda element: ActionChains(self.driver).move_to_element(element).perform())
 
     def screenshot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
