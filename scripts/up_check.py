@@ -23,7 +23,6 @@ started is stopped at the end, also on failure; any failed check exits non-zero 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import socket
@@ -39,6 +38,7 @@ from headless import ROOT, Browser, log, require_chromium
 
 sys.path.insert(0, str(ROOT))
 from tests.system.stack import ADMIN, Stack, StackError
+from tests.system.stack import BUILD as MAKE_UP_DIR
 
 CHECK = "up-check"
 DAG_ID = "example_stable_audio"
@@ -227,10 +227,9 @@ def main() -> int:
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", default=str(ROOT / "build" / "up-check"), help="folder for the screenshots")
+    # Not $STACK_DIR: that names `make up`'s folder, and starting a stack stops the one in its folder.
     parser.add_argument(
-        "--root",
-        default=os.environ.get("STACK_DIR", str(ROOT / "build" / "stack-ui")),
-        help="the stack's folder (default: $STACK_DIR or build/stack-ui)",
+        "--root", default=str(ROOT / "build" / "stack-ui"), help="the stack's folder (default: %(default)s)"
     )
     parser.add_argument("--port", type=int, default=0, help="the UI's port (default: a free one)")
     parser.add_argument(
@@ -238,16 +237,17 @@ def main() -> int:
     )
     args = parser.parse_args()
     require_chromium(CHECK)
+    root = Path(args.root).resolve()
+    if root == MAKE_UP_DIR.resolve():
+        raise SystemExit(f"{CHECK}: {root} is `make up`'s folder; starting there would stop that stack")
     shots = Path(args.out).resolve()
     shots.mkdir(parents=True, exist_ok=True)
     for old in shots.glob("*.png"):
         old.unlink()
-    stack = IsolatedStack(
-        root=Path(args.root).resolve(), api_port=args.port, generation_seconds=args.generation_seconds
-    )
+    stack = IsolatedStack(root=root, api_port=args.port, generation_seconds=args.generation_seconds)
     started = time.monotonic()
     try:
-        timings = run_check(stack, shots, deferred_timeout=max(60.0, args.generation_seconds * 3))
+        timings = run_check(stack, shots, deferred_timeout=max(120.0, args.generation_seconds * 3))
     except StackError as exc:
         raise SystemExit(f"{CHECK}: {exc}") from None
     finally:
