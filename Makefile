@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test test-stack up down lint clean docs dist ui-check test-compat bench
+.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench
 
 install: $(INSTALLED)
 
@@ -63,14 +63,23 @@ dist: $(VENV)/.installed-dist
 	$(PY) -m build --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
 
-# The connection form in Airflow's UI, in headless Chromium; screenshots in build/ui-check/.
-ui-check: $(VENV)/.installed-uicheck
+# Debian's headless Chromium and its driver, for the browser checks below.
+chromium:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
+
+# The connection form in Airflow's UI, in headless Chromium; screenshots in build/ui-check/.
+ui-check: $(VENV)/.installed-uicheck chromium
 	$(PY) scripts/ui_check.py
+
+# What `make up` gives a newcomer, in headless Chromium: the same stack in build/stack-ui on free ports,
+# sign in, trigger example_stable_audio, see generate_clip deferred in the grid, open its "Stable Audio
+# clip" link and fetch the WAV; screenshots in build/up-check/. Stops everything it started.
+up-check: dist $(VENV)/.installed-uicheck chromium
+	$(PY) scripts/up_check.py
 
 # The test suite and the real-stack tier on the oldest Airflow that pyproject.toml claims and on the
 # newest 3.2 release, each in a venv of its own (.venv-compat-X.Y.Z, build/stack-X.Y.Z).

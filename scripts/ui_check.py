@@ -38,28 +38,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-]
+from headless import ROOT, Browser, log, require_chromium
+
+CHECK = "ui-check"
 CONN_ID = "stableaudio_ui_check"
 WRONG_KEY_CONN_ID = "stableaudio_ui_check_wrong_key"
 PLACEHOLDER = "https://api.aimlapi.com"
-WAIT = 30  # seconds for any one thing to appear in the page
-
-
-def log(message: str) -> None:
-    print(f"==> {message}", flush=True)
 
 
 # -- the API server, with Airflow's port-0 fix when it lacks it ---------------------------------
@@ -149,82 +133,6 @@ def wait_for(what: str, check: Any, *, timeout: float, proc: subprocess.Popen[by
 def api_server_healthy(base: str) -> bool:
     with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
         return json.load(response)["metadatabase"]["status"] == "healthy"
-
-
-# -- the browser ------------------------------------------------------------------------------
-
-
-class Browser:
-    """A headless Chromium session with the few helpers the check needs."""
-
-    def __init__(self, profile: Path, shots: Path) -> None:
-        os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never download a driver
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        self.shots = shots
-
-    def quit(self) -> None:
-        service = self.driver.service
-        with contextlib.suppress(Exception):
-            self.driver.quit()
-        process = getattr(service, "process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
-
-    def wait(self, condition: Any, what: str) -> Any:
-        from selenium.common.exceptions import TimeoutException
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        try:
-            return WebDriverWait(self.driver, WAIT).until(condition)
-        except TimeoutException:
-            self.screenshot("failure")
-            raise SystemExit(f"ui-check: timed out waiting for {what}") from None
-
-    def element(self, xpath: str, what: str, *, clickable: bool = False) -> Any:
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as ec
-
-        locator = (By.XPATH, xpath)
-        condition = (
-            ec.element_to_be_clickable(locator) if clickable else ec.visibility_of_element_located(locator)
-        )
-        return self.wait(condition, what)
-
-    def click(self, xpath: str, what: str) -> None:
-        self.element(xpath, what, clickable=True).click()
-
-    def screenshot(self, name: str) -> Path:
-        path = self.shots / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        log(f"screenshot {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-        return path
-
-    def toast(self, kind: str, title: str) -> str:
-        """The text of the newest toast of ``kind`` with ``title``, once it appears."""
-        xpath = (
-            f"//*[@data-scope='toast' and @data-part='root' and @data-type='{kind}']"
-            f"[.//*[@data-part='title'][normalize-space()='{title}']]"
-        )
-        text: str = self.element(xpath, f"a {kind} toast {title!r}").text
-        return text
-
-    def close_toasts(self) -> None:
-        for button in self.driver.find_elements(
-            "xpath", "//*[@data-scope='toast' and @data-part='close-trigger']"
-        ):
-            with contextlib.suppress(Exception):
-                button.click()
-        self.wait(
-            lambda d: not d.find_elements("xpath", "//*[@data-scope='toast' and @data-part='root']"),
-            "the toasts to close",
-        )
 
 
 def label_of(dialog: Any, field_name: str) -> str:
@@ -389,7 +297,7 @@ def run_check(work: Path, shots: Path) -> None:
             log("this Airflow fails the Test of a connection without a port (apache/airflow#73298): fixed")
 
         started = time.monotonic()
-        browser = Browser(work / "chromium-profile", shots)
+        browser = Browser(work / "chromium-profile", shots, check=CHECK)
         browser.driver.get(f"{api_base}/")
         add_connection(browser, conn_id=CONN_ID, host=emulator_url, key=api_key, timeout="12", first=True)
         stored = saved_connection(browser, CONN_ID)
@@ -441,9 +349,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "build" / "ui-check"), help="folder for the screenshots")
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME and logs")
     args = parser.parse_args()
-    for tool in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(tool, os.X_OK):
-            raise SystemExit(f"ui-check: {tool} is missing: apt-get install chromium chromium-driver")
+    require_chromium(CHECK)
     shots = Path(args.out).resolve()
     shots.mkdir(parents=True, exist_ok=True)
     for old in shots.glob("*.png"):
