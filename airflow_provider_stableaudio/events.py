@@ -12,7 +12,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioResponseError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.responses import AudioFile, Generation, GenerationState
+from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
 
 
 def success_event(generation: Generation) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
     gen_id = event.get("generation_id") or generation_id
     status = event.get("status")
     if status == "error":
-        raise StableAudioGenerationFailed(f"Stable Audio generation {gen_id} failed: {event.get('message')}")
+        raise StableAudioGenerationFailed.for_generation(gen_id, event.get("message"))
     if status == "timeout":
         raise StableAudioTimeoutError(f"Stable Audio generation {gen_id} timed out: {event.get('message')}")
     url = event.get("url")

@@ -77,6 +77,11 @@ class StableAudioResponseError(StableAudioRetryableError):
 class StableAudioGenerationFailed(StableAudioError):
     """The generation ended in the API's ``error``/``failed`` state."""
 
+    @classmethod
+    def for_generation(cls, generation_id: str | None, reason: str | None) -> StableAudioGenerationFailed:
+        """The error for generation ``generation_id``, with the API's ``reason``."""
+        return cls(f"Stable Audio generation {generation_id} failed: {reason or 'the API gave no reason'}")
+
 
 class StableAudioTimeoutError(StableAudioError):
     """The generation did not finish within the allowed time."""

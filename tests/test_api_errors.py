@@ -7,6 +7,7 @@ import json
 import pytest
 
 from airflow_provider_stableaudio.api_errors import (
+    MAX_RETRY_AFTER,
     backoff_delay,
     error_from_response,
     parse_retry_after,
@@ -120,3 +121,8 @@ def test_missing_key_and_bad_timeout() -> None:
     )
     assert (settings.api_key, settings.request_timeout) == ("sk-distinct", 12.0)
     assert "sk-distinct" not in repr(settings)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("inf", None), ("nan", None), ("99999", MAX_RETRY_AFTER)])
+def test_retry_after_is_finite_and_bounded(value: str, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected

@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioValidationError
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from tests.conftest import API_KEY, set_connection

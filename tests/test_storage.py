@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import fsspec
@@ -87,3 +89,11 @@ def test_prepare_resolves_each_form(tmp_path: Path) -> None:
         "memory",
         "/bucket/c.wav",
     )
+
+
+def test_downloaded_file_gets_the_usual_mode(connection, tmp_path: Path) -> None:
+    target = tmp_path / "clip.wav"
+    operator(deferrable=False, output_path=str(target)).execute(context())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_stableaudio import __version__, storage
+from airflow_provider_stableaudio import __version__, download
 from airflow_provider_stableaudio.api_errors import (
     backoff_delay,
     error_from_response,
@@ -20,7 +18,6 @@ from airflow_provider_stableaudio.api_errors import (
 )
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConnectionError,
-    StableAudioDownloadError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
     StableAudioResponseError,
@@ -28,19 +25,17 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.responses import Generation, GenerationState, parse_generation
+from airflow_provider_stableaudio.generation_result import Generation, GenerationState, parse_generation
 from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_stableaudio.generation import GenerationRequest
+    from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.storage import OutputPath
 
 GENERATE_PATH = "/v2/generate/audio"
 USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
-# 128 KiB: steady throughput whether memory is warm or cold (docs/performance.md), tiny RSS.
-DOWNLOAD_CHUNK_BYTES = 128 * 1024
 # An id no generation has: polling it proves the key is accepted without paying for anything.
 PROBE_GENERATION_ID = "airflow-connection-test"
 
@@ -246,9 +241,7 @@ class StableAudioHook(BaseHook):
                 if generation.state is GenerationState.SUCCEEDED:
                     return generation
                 if generation.state is GenerationState.FAILED:
-                    raise StableAudioGenerationFailed(
-                        f"Stable Audio generation {generation_id} failed: {generation.error_message}"
-                    )
+                    raise StableAudioGenerationFailed.for_generation(generation_id, generation.error_message)
                 self.log.info("Generation %s is %s", generation_id, generation.status)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -286,10 +279,8 @@ class StableAudioHook(BaseHook):
     def download_audio(self, url: str, path: OutputPath, *, expected_size: int | None = None) -> str:
         """Stream the file at ``url`` to ``path``: whole, or not at all.
 
-        Chunks go to a temporary file beside ``path`` that is moved into place only once every byte
-        arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
-        temporary file is removed and nothing is left at ``path``. The file is never held whole in
-        memory.
+        Streamed through a temporary file moved into place once complete (see
+        ``airflow_provider_stableaudio.download``).
 
         :param url: the audio URL (a CDN URL: sent without the API key).
         :param path: a local path (its folder is created), a URI such as ``s3://bucket/clip.wav``
@@ -298,41 +289,9 @@ class StableAudioHook(BaseHook):
         :return: where the file was written, as a path or URI.
         :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
         """
-        import requests
-
-        target = storage.prepare(path)
-        location = storage.describe(path, target)
-        received = 0
-        try:
-            with (
-                storage.staged_write(target) as out,
-                # identity: the byte counts below are of the file itself, never of a compressed body.
-                self.get_conn().get(
-                    url,
-                    stream=True,
-                    timeout=self.settings.request_timeout,
-                    headers={"Accept-Encoding": "identity"},
-                ) as response,
-            ):
-                if response.status_code != 200:
-                    hint = " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
-                    raise StableAudioDownloadError(
-                        f"downloading {url} failed with HTTP {response.status_code}{hint}",
-                        url_expired=bool(hint),
-                    )
-                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                    out.write(chunk)
-                    received += len(chunk)
-                announced = response.headers.get("Content-Length")
-                for what, size in (("Content-Length", announced), ("file_size", expected_size)):
-                    if size is not None and str(size) != str(received):
-                        raise StableAudioDownloadError(
-                            f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
-                        )
-        except requests.RequestException as exc:
-            raise StableAudioDownloadError(f"downloading {url} failed after {received} bytes: {exc}") from exc
-        except OSError as exc:
-            raise StableAudioDownloadError(f"writing the audio to {location} failed: {exc}") from exc
+        location, received = download.download_file(
+            self.get_conn(), url, path, timeout=self.settings.request_timeout, expected_size=expected_size
+        )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location
 
@@ -435,11 +394,6 @@ def _never_connected(exc: Exception) -> bool:
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _mask(secret: str) -> None:

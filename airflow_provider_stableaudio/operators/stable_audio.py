@@ -17,55 +17,22 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.waiting import defer_to_trigger, positive_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_stableaudio.responses import Generation
+    from airflow_provider_stableaudio.generation_result import Generation
     from airflow_provider_stableaudio.storage import OutputPath
 
 # Key in the task's durable state (Airflow >= 3.3) holding the submitted generation.
 STATE_KEY = "stableaudio_generation"
-# The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
-DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
-
-
-def defer_to_trigger(
-    task: Any, *, hook: StableAudioHook, generation_id: str, poll_interval: float, timeout: float
-) -> None:
-    """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
-
-    The task's own deferral timeout runs past the trigger's deadline plus its last poll and a margin,
-    so the trigger's clearer ``timeout`` event arrives first.
-    """
-    import time
-
-    from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-
-    task.defer(
-        trigger=StableAudioGenerationTrigger(
-            conn_id=hook.conn_id,
-            generation_id=generation_id,
-            poll_interval=poll_interval,
-            end_time=time.time() + timeout,
-        ),
-        method_name="execute_complete",
-        timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,
-    )
-
-
-def positive_seconds(name: str, value: Any) -> float:
-    """``value`` (a number or timedelta) as seconds, or a :class:`StableAudioConfigError` naming ``name``."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise StableAudioConfigError(f"{name} must be a number of seconds greater than 0, got {value!r}")
-    return float(seconds)
 
 
 class StableAudioGenerateOperator(BaseOperator):
@@ -223,9 +190,7 @@ class StableAudioGenerateOperator(BaseOperator):
 
     def _finish(self, context: Context, generation: Generation) -> str:
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed(
-                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
-            )
+            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
         request = self.build_request()
         # A failed download keeps the stored generation: the next try downloads again, and never
         # pays for a new clip because a CDN answered 404 once.

@@ -11,10 +11,10 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_stableaudio.delivery import deliver_generation
 from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.operators.stable_audio import defer_to_trigger
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.waiting import defer_to_trigger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,9 +90,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             self.log.info("Generation %s is %s", self.generation_id, generation.status)
             return False
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed(
-                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
-            )
+            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
         url = deliver_generation(
             context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
         )

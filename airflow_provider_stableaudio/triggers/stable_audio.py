@@ -16,8 +16,8 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioPermanentError,
     StableAudioRetryableError,
 )
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
-from airflow_provider_stableaudio.responses import GenerationState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import wave
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioConnectionError,
-    StableAudioDownloadError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
     StableAudioResponseError,
@@ -21,9 +19,9 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAudioHook
-from airflow_provider_stableaudio.responses import GenerationState
 from tests.conftest import API_KEY, set_connection
 from tests.scripted_server import Reply
 
@@ -75,12 +73,6 @@ def test_every_api_call_sends_bearer_key_and_user_agent(scripted) -> None:
     assert seen.headers["Authorization"] == f"Bearer {API_KEY}"
     assert seen.headers["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("airflow-provider-stableaudio/")
-
-
-def test_download_sends_no_key(scripted, tmp_path: Path) -> None:
-    scripted.script(Reply(200, b"RIFF1234"))
-    StableAudioHook().download_audio(scripted.base_url + "/files/x.wav", tmp_path / "x.wav")
-    assert "Authorization" not in scripted.seen[0].headers
 
 
 def test_wrong_key_is_permanent_and_never_echoed(emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,31 +187,6 @@ def test_submit_retries_when_the_connection_was_refused(monkeypatch: pytest.Monk
     assert caught.value.request_sent is False
 
 
-@pytest.mark.parametrize(
-    ("reply", "words"),
-    [(Reply(404, b"gone"), "HTTP 404 (the URL may have expired)"),
-     (Reply(200, b"RIFF" + b"x" * 50, declared_length=200), "Connection broken: IncompleteRead"),
-     (Reply(200, b"RIFF" + b"x" * 96), "got 100 bytes but file_size says 5000")],
-)  # fmt: skip
-def test_failed_download_leaves_nothing(scripted, tmp_path: Path, reply: Reply, words: str) -> None:
-    scripted.script(reply)
-    target = tmp_path / "clip.wav"
-    with pytest.raises(StableAudioDownloadError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        StableAudioHook().download_audio(scripted.base_url + "/f.wav", target, expected_size=5000)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_download_replaces_an_existing_file_whole(connection, tmp_path: Path) -> None:
-    hook = StableAudioHook()
-    done = hook.wait_for_generation(hook.submit_generation(request()).id, poll_interval=0.1, timeout=10)
-    target = tmp_path / "clip.wav"
-    target.write_bytes(b"old")
-    hook.download_audio(done.audio_file.url, target)  # type: ignore[union-attr]
-    served = connection.ledger()["generations"][0]["bytes_served"]
-    assert target.stat().st_size == served
-    assert hashlib.sha256(target.read_bytes()).hexdigest() != hashlib.sha256(b"old").hexdigest()
-
-
 def test_async_poll_matches_sync(connection) -> None:
     hook = StableAudioHook()
     generation = hook.submit_generation(request())
@@ -249,3 +216,16 @@ def test_async_malformed_body_is_retryable(scripted) -> None:
 
     with pytest.raises(StableAudioResponseError, match="not JSON"):
         asyncio.run(poll())
+
+
+def test_accepted_id_with_an_unreadable_status_is_kept(scripted) -> None:
+    scripted.script(Reply(200, {"generation_id": "old-style-id"}))
+    generation = StableAudioHook().submit_generation(GenerationRequest.build(prompt="x"))
+    assert (generation.id, generation.state) == ("old-style-id", GenerationState.PENDING)
+
+
+def test_connection_test_needs_the_apis_answer(scripted) -> None:
+    scripted.script(Reply(404, b"<html>Not Found</html>", headers={"Content-Type": "text/html"}))
+    ok, message = StableAudioHook().test_connection()
+    assert not ok
+    assert "without the API's JSON body" in message

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import airflow
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_stableaudio.exceptions import StableAudioTimeoutError
+from airflow_provider_stableaudio.exceptions import StableAudioDownloadError, StableAudioTimeoutError
 from airflow_provider_stableaudio.operators.stable_audio import STATE_KEY
 from tests.operators.test_stable_audio_operator import RecordingTI, operator
 
@@ -113,3 +114,18 @@ def test_airflow_retry_re_attaches_end_to_end(connection) -> None:
     (generation,) = connection.ledger()["generations"]
     assert generation["polls"] >= 2
     assert run.get_task_instance("generate").try_number == 2
+
+
+def test_a_404_download_keeps_the_generation_for_the_next_try(connection, tmp_path: Path) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    connection.set_faults(rate_download_404=1.0)
+    with pytest.raises(StableAudioDownloadError, match="may have expired") as caught:
+        operator(deferrable=False, output_path=str(tmp_path / "c.wav")).execute(a_try(store))
+    assert caught.value.url_expired
+    # A CDN 404 may be passing: the next try downloads the same clip again rather than pay anew.
+    connection.clear_faults()
+    operator(deferrable=False, output_path=str(tmp_path / "c.wav")).execute(a_try(store))
+    assert STATE_KEY in store.values
+    assert len(connection.ledger()["generations"]) == 1
+    assert (tmp_path / "c.wav").exists()

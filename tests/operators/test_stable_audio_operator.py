@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
 from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
 from airflow_provider_stableaudio.exceptions import (
@@ -175,4 +175,11 @@ def test_already_completed_at_submission_does_not_defer(scripted) -> None:
     ctx = context()
     assert operator().execute(ctx) == "https://cdn.example/g.wav"
     assert [k for k, _ in ctx["ti"].pushed] == ["generation_id", "audio_file"]
+    assert len(scripted.seen) == 1
+
+
+def test_unknown_submission_outcome_fails_the_task_without_retries(scripted) -> None:
+    scripted.script(Reply(drop=True))
+    with pytest.raises(AirflowFailException, match="not sent again"):
+        operator().execute(context())
     assert len(scripted.seen) == 1

@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 
 from airflow_provider_stableaudio.events import error_event, success_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioPermanentError
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks import async_session
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
-from airflow_provider_stableaudio.generation import MODELS, GenerationRequest, IntField, ModelSpec, TextField
+from airflow_provider_stableaudio.generation_request import (
+    MODELS,
+    GenerationRequest,
+    IntField,
+    ModelSpec,
+    TextField,
+)
 
 
 def test_defaults_are_filled_in() -> None:
