@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test lint clean docs dist ui-check test-compat bench
+.PHONY: install demo test lint clean docs dist ui-check test-compat bench check-floor
 
 install: $(INSTALLED)
 
@@ -27,11 +27,16 @@ demo: install
 test: install
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory check-floor
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Every dependency installs on the lowest Python pyproject.toml declares (asks the package index).
+check-floor: install
+	$(PY) scripts/check_python_floor.py
 
 # Optional extras of pyproject.toml (docs, dist, uicheck), installed on first use.
 $(VENV)/.installed-%: $(INSTALLED) pyproject.toml

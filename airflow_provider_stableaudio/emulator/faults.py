@@ -273,7 +273,7 @@ class FaultInjector:
         """Wait ``seconds``; return False if :meth:`wake` cut the wait short."""
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 

@@ -305,8 +305,6 @@ class StableAudioHook(BaseHook):
         :raises StableAudioRetryableError: a transient failure (429, 5xx, network, malformed body).
         :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
         """
-        import asyncio
-
         import aiohttp
 
         from airflow_provider_stableaudio.hooks.async_session import shared_client_session
@@ -331,7 +329,7 @@ class StableAudioHook(BaseHook):
             ):
                 content = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise StableAudioConnectionError(
                 redact(f"could not {action}: {type(exc).__name__}: {exc}", settings.api_key),
                 request_sent=True,
