@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_stableaudio.emulator import EmulatorServer
 from airflow_provider_stableaudio.exceptions import StableAudioDownloadError, StableAudioGenerationFailed
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.generation_result import GenerationState
 from tests.operators.test_reattach import MemoryStore, a_try
 from tests.operators.test_stable_audio_operator import context, operator
 

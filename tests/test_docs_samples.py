@@ -14,8 +14,8 @@ from types import ModuleType
 
 import pytest
 
-from airflow_provider_stableaudio.hooks.stable_audio import DOWNLOAD_CHUNK_BYTES
-from airflow_provider_stableaudio.operators.stable_audio import DEFER_TIMEOUT_MARGIN
+from airflow_provider_stableaudio.download import DOWNLOAD_CHUNK_BYTES
+from airflow_provider_stableaudio.waiting import DEFER_TIMEOUT_MARGIN
 from tests.conftest import ROOT
 
 PAGES = sorted((ROOT / "docs").glob("*.md"))
