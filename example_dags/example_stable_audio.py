@@ -33,7 +33,6 @@ with DAG(
         "seconds": Param(8, type="integer", minimum=1, maximum=47),
         "output_dir": Param(OUTPUT_DIR, type="string"),
     },
-    render_template_as_native_obj=True,  # so "{{ params.seconds }}" renders as an int
 ) as dag:
     # [START howto_operator_stable_audio]
     generate = StableAudioGenerateOperator(

@@ -80,7 +80,7 @@ def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
     ("kwargs", "words"),
     [({"prompt": " "}, "prompt must be a non-empty string"),
      ({"seconds_total": 48}, "seconds_total must be an integer from 1 to 47, got 48"),
-     ({"seconds_total": "30"}, "render_template_as_native_obj"),
+     ({"seconds_total": "thirty"}, "seconds_total must be an integer from 1 to 47, got 'thirty' (str)"),
      ({"steps": 0}, "steps must be an integer from 1 to 1000, got 0"),
      ({"model": "stable-audio-3"}, "model must be one of ['stable-audio']")],
 )  # fmt: skip
@@ -89,6 +89,12 @@ def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str
         operator(**kwargs).execute(context())
     assert words in str(caught.value)
     assert connection.ledger()["requests"] == []
+
+
+def test_numbers_rendered_as_text_by_a_template_are_sent_as_integers(connection) -> None:
+    operator(seconds_total=" 3 ", steps="12", wait_for_completion=False).execute(context())
+    (generation,) = connection.ledger()["generations"]
+    assert (generation["seconds_total"], generation["steps"]) == (3, 12)
 
 
 def test_unusable_output_folder_fails_before_any_request(connection, tmp_path: Path) -> None:
