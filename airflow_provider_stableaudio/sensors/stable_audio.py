@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_stableaudio.delivery import deliver_generation
 from airflow_provider_stableaudio.events import generation_from_event
-from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioGenerationFailed,
+    StableAudioRetryableError,
+    StableAudioTimeoutError,
+)
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.waiting import defer_to_trigger
+from airflow_provider_stableaudio.waiting import defer_to_trigger, positive_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,8 +40,10 @@ class StableAudioGenerationSensor(BaseSensorOperator):
     :param output_path: download the audio here once completed: a local path, a URI or an
         ``ObjectStoragePath`` (templated).
     :param deferrable: wait in the triggerer, not on a worker (default True).
-    :param poke_interval: seconds between status checks (default 10).
-    :param timeout: seconds to wait before failing (default 15 min).
+    :param poke_interval: seconds between status checks, greater than 0 (default 10).
+    :param timeout: seconds to wait before failing (default 15 min). Deferred or not, running out of
+        time raises ``AirflowSensorTimeout`` (no task retries), or skips the task with
+        ``soft_fail=True``; ``never_fail=True`` skips it on any failure, as for every sensor.
     """
 
     template_fields: Sequence[str] = ("generation_id", "output_path")
@@ -55,6 +61,8 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         timeout: float | timedelta = timedelta(minutes=15),
         **kwargs: Any,
     ) -> None:
+        # 0 would make the trigger poll without a pause; the operator rejects poll_interval=0 too.
+        poke_interval = positive_seconds("poke_interval", poke_interval)
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.generation_id = generation_id
         self.conn_id = conn_id
@@ -69,7 +77,10 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: no deferral at all for a generation that already ended.
-        result = self.poke(context)
+        try:
+            result = self.poke(context)
+        except Exception as error:
+            self._fail_as_a_sensor(error)
         if isinstance(result, PokeReturnValue):
             return result.xcom_value
         defer_to_trigger(
@@ -97,11 +108,40 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=url)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        """Resume after the trigger: fail on anything but a ``success`` event."""
-        return deliver_generation(
-            context=context,
-            hook=self.hook,
-            generation=generation_from_event(event, generation_id=self.generation_id),
-            output_path=self.output_path,
-            log=self.log,
+        """Resume after the trigger: fail on anything but a ``success`` event, as a sensor fails."""
+        try:
+            return deliver_generation(
+                context=context,
+                hook=self.hook,
+                generation=generation_from_event(event, generation_id=self.generation_id),
+                output_path=self.output_path,
+                log=self.log,
+            )
+        except Exception as error:
+            self._fail_as_a_sensor(error)
+
+    def _fail_as_a_sensor(self, error: Exception) -> NoReturn:
+        """Raise what ``BaseSensorOperator`` makes of ``error`` in poke mode, for the deferred path too.
+
+        Running out of time is ``AirflowSensorTimeout`` (never retried), or a skip with
+        ``soft_fail``; ``never_fail`` skips on any error.
+        """
+        from airflow.providers.common.compat.sdk import (
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            AirflowTaskTimeout,
         )
+
+        failure: Exception = error
+        if isinstance(error, StableAudioTimeoutError):
+            failure = AirflowSensorTimeout(str(error))
+        soft_failures = (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException)
+        if not isinstance(error, AirflowSkipException) and (
+            self.never_fail or (self.soft_fail and isinstance(failure, soft_failures))
+        ):
+            setting = "never_fail" if self.never_fail else "soft_fail"
+            failure = AirflowSkipException(f"Skipping because {setting} is set: {error}")
+        if failure is error:
+            raise error
+        raise failure from error
