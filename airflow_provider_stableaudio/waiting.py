@@ -46,3 +46,28 @@ def defer_to_trigger(
         method_name="execute_complete",
         timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,
     )
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` where the deployment sets it; True where it does not.
+
+    A minute-long render does not belong on a worker, so deferring is the default here; but a
+    deployment that sets the option (one with no triggerer, say) gets its value everywhere. Airflow
+    ships the option as ``false``, so ``conf.getboolean(..., fallback=True)`` alone would never fall
+    back: it counts as set when it comes from the environment (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``
+    or its ``_CMD`` / ``_SECRET`` forms) or from ``airflow.cfg``.
+    """
+    import configparser
+    import os
+
+    from airflow.providers.common.compat.sdk import conf
+
+    variable = "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"
+    in_environment = any(name in os.environ for name in (variable, f"{variable}_CMD", f"{variable}_SECRET"))
+    # The stdlib's own lookup sees airflow.cfg (and conf.set), not Airflow's built-in defaults.
+    in_file = isinstance(conf, configparser.RawConfigParser) and configparser.RawConfigParser.has_option(
+        conf, "operators", "default_deferrable"
+    )
+    if not (in_environment or in_file):
+        return True
+    return conf.getboolean("operators", "default_deferrable", fallback=True)

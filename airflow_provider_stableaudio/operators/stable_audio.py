@@ -21,7 +21,7 @@ from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, Gener
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.waiting import defer_to_trigger, positive_seconds
+from airflow_provider_stableaudio.waiting import default_deferrable, defer_to_trigger, positive_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,7 +50,8 @@ class StableAudioGenerateOperator(BaseOperator):
     :param conn_id: the Stable Audio connection.
     :param poll_interval: seconds between status checks.
     :param timeout: seconds to wait for the generation (number or timedelta; default 15 min).
-    :param deferrable: wait in the triggerer, not on a worker (default True).
+    :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
+        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
     :param wait_for_completion: when False, return the generation id right after submitting.
     :param output_path: download the audio here once completed: a local path, a URI
         (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).
@@ -78,7 +79,7 @@ class StableAudioGenerateOperator(BaseOperator):
         conn_id: str = StableAudioHook.default_conn_name,
         poll_interval: float = 10,
         timeout: float | timedelta = timedelta(minutes=15),
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         wait_for_completion: bool = True,
         output_path: OutputPath | None = None,
         **kwargs: Any,
@@ -92,7 +93,7 @@ class StableAudioGenerateOperator(BaseOperator):
         self.conn_id = conn_id
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.timeout = positive_seconds("timeout", timeout)
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_for_completion = wait_for_completion
         self.output_path = output_path
         if output_path is not None and not wait_for_completion:

@@ -18,7 +18,7 @@ from airflow_provider_stableaudio.exceptions import (
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.waiting import defer_to_trigger, positive_seconds
+from airflow_provider_stableaudio.waiting import default_deferrable, defer_to_trigger, positive_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,7 +39,8 @@ class StableAudioGenerationSensor(BaseSensorOperator):
     :param conn_id: the Stable Audio connection.
     :param output_path: download the audio here once completed: a local path, a URI or an
         ``ObjectStoragePath`` (templated).
-    :param deferrable: wait in the triggerer, not on a worker (default True).
+    :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
+        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
     :param poke_interval: seconds between status checks, greater than 0 (default 10).
     :param timeout: seconds to wait before failing (default 15 min). Deferred or not, running out of
         time raises ``AirflowSensorTimeout`` (no task retries), or skips the task with
@@ -56,7 +57,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         generation_id: str,
         conn_id: str = StableAudioHook.default_conn_name,
         output_path: OutputPath | None = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poke_interval: float | timedelta = 10,
         timeout: float | timedelta = timedelta(minutes=15),
         **kwargs: Any,
@@ -67,7 +68,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         self.generation_id = generation_id
         self.conn_id = conn_id
         self.output_path = output_path
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     @cached_property
     def hook(self) -> StableAudioHook:
