@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioTimeoutError
 
 if TYPE_CHECKING:
     from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
@@ -31,10 +31,15 @@ def defer_to_trigger(
 ) -> None:
     """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
 
-    The task's own deferral timeout runs past the trigger's deadline plus its last poll and a margin,
-    so the trigger's clearer ``timeout`` event arrives first.
+    The wait lasts ``timeout`` seconds, or the task's ``execution_timeout`` when that is shorter:
+    Airflow does not apply ``execution_timeout`` to a deferred task, so the wait does, as the official
+    providers' deferrals do. The task's own deferral timeout runs past the trigger's deadline plus its
+    last poll and a margin, so the trigger's clearer ``timeout`` event arrives first.
     """
     from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+
+    if execution_timeout_binds(task, timeout):
+        timeout = task.execution_timeout.total_seconds()
 
     task.defer(
         trigger=StableAudioGenerationTrigger(
@@ -46,6 +51,25 @@ def defer_to_trigger(
         method_name="execute_complete",
         timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,
     )
+
+
+def execution_timeout_binds(task: Any, timeout: float) -> bool:
+    """Whether the task's ``execution_timeout`` ends a deferred wait before ``timeout`` does."""
+    limit = getattr(task, "execution_timeout", None)
+    return limit is not None and limit.total_seconds() < timeout
+
+
+def ran_out_of_time(task: Any, error: StableAudioTimeoutError, timeout: float) -> BaseException:
+    """The error that ends a deferred wait which ran out of time: ``AirflowTaskTimeout`` when it was
+    the task's ``execution_timeout`` (retried as any execution timeout is), else ``error``."""
+    if execution_timeout_binds(task, timeout):
+        from airflow.providers.common.compat.sdk import AirflowTaskTimeout
+
+        limit = task.execution_timeout.total_seconds()
+        return AirflowTaskTimeout(
+            f"{error} (execution_timeout {limit:g}s, shorter than timeout {timeout:g}s)"
+        )
+    return StableAudioTimeoutError(f"{error} (timeout {timeout:g}s)")
 
 
 def default_deferrable() -> bool:

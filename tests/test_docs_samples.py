@@ -86,5 +86,5 @@ def test_the_docs_state_the_download_chunk_size_and_the_defer_timeout_of_the_cod
     assert chunk in operator_page
     assert chunk in readme
     margin = int(DEFER_TIMEOUT_MARGIN.total_seconds())
-    defer_timeout = f"`timeout` plus the connection's request timeout plus {margin} seconds"
+    defer_timeout = f"`execution_timeout`, plus the connection's request timeout plus {margin} seconds"
     assert defer_timeout in " ".join(operator_page.split())

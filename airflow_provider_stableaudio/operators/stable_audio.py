@@ -21,7 +21,12 @@ from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, Gener
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.waiting import default_deferrable, defer_to_trigger, positive_seconds
+from airflow_provider_stableaudio.waiting import (
+    default_deferrable,
+    defer_to_trigger,
+    positive_seconds,
+    ran_out_of_time,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -49,7 +54,9 @@ class StableAudioGenerateOperator(BaseOperator):
     :param model: the API model id (templated).
     :param conn_id: the Stable Audio connection.
     :param poll_interval: seconds between status checks.
-    :param timeout: seconds to wait for the generation (number or timedelta; default 15 min).
+    :param timeout: seconds to wait for the generation (number or timedelta; default 15 min). A
+        shorter ``execution_timeout`` ends the wait too, deferred or not (``AirflowTaskTimeout``,
+        retried as any execution timeout); ``timeout`` ends it with ``StableAudioTimeoutError``.
     :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
         default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
     :param wait_for_completion: when False, return the generation id right after submitting.
@@ -186,7 +193,7 @@ class StableAudioGenerateOperator(BaseOperator):
         try:
             generation = generation_from_event(event)
         except StableAudioTimeoutError as error:
-            raise StableAudioTimeoutError(f"{error} (timeout {self.timeout:g}s)") from None
+            raise ran_out_of_time(self, error, self.timeout) from None
         return self._finish(context, generation)
 
     def _finish(self, context: Context, generation: Generation) -> str:

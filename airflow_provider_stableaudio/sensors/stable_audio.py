@@ -18,7 +18,12 @@ from airflow_provider_stableaudio.exceptions import (
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.waiting import default_deferrable, defer_to_trigger, positive_seconds
+from airflow_provider_stableaudio.waiting import (
+    default_deferrable,
+    defer_to_trigger,
+    positive_seconds,
+    ran_out_of_time,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,7 +49,8 @@ class StableAudioGenerationSensor(BaseSensorOperator):
     :param poke_interval: seconds between status checks, greater than 0 (default 10).
     :param timeout: seconds to wait before failing (default 15 min). Deferred or not, running out of
         time raises ``AirflowSensorTimeout`` (no task retries), or skips the task with
-        ``soft_fail=True``; ``never_fail=True`` skips it on any failure, as for every sensor.
+        ``soft_fail=True``; ``never_fail=True`` skips it on any failure, as for every sensor. A
+        shorter ``execution_timeout`` also ends the deferred wait (``AirflowTaskTimeout``).
     """
 
     template_fields: Sequence[str] = ("generation_id", "output_path")
@@ -118,10 +124,12 @@ class StableAudioGenerationSensor(BaseSensorOperator):
                 output_path=self.output_path,
                 log=self.log,
             )
+        except StableAudioTimeoutError as error:
+            self._fail_as_a_sensor(ran_out_of_time(self, error, self.timeout))
         except Exception as error:
             self._fail_as_a_sensor(error)
 
-    def _fail_as_a_sensor(self, error: Exception) -> NoReturn:
+    def _fail_as_a_sensor(self, error: BaseException) -> NoReturn:
         """Raise what ``BaseSensorOperator`` makes of ``error`` in poke mode, for the deferred path too.
 
         Running out of time is ``AirflowSensorTimeout`` (never retried), or a skip with
@@ -134,7 +142,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             AirflowTaskTimeout,
         )
 
-        failure: Exception = error
+        failure: BaseException = error
         if isinstance(error, StableAudioTimeoutError):
             failure = AirflowSensorTimeout(str(error))
         soft_failures = (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException)
