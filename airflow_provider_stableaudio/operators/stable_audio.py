@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,10 @@ class StableAudioGenerateOperator(BaseOperator):
     :param wait_for_completion: when False, return the generation id right after submitting.
     :param output_path: download the audio here once completed: a local path, a URI
         (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).
+    :param durable: keep the submitted generation in the task's durable state, so that a later
+        try of this task instance (a retry, or a run after a Clear) waits for it instead of paying
+        for a new one (default True). ``False`` submits anew on every try. Needs Airflow 3.3's
+        durable task state: on older versions every try submits anew, and giving it warns so.
     """
 
     template_fields: Sequence[str] = (
@@ -89,9 +94,18 @@ class StableAudioGenerateOperator(BaseOperator):
         deferrable: bool | None = None,
         wait_for_completion: bool = True,
         output_path: OutputPath | None = None,
+        durable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if durable is not None:
+            from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+            if not AIRFLOW_V_3_3_PLUS:  # as common-compat's ResumableJobMixin stand-in warns
+                warnings.warn(
+                    "`durable` has no effect on Airflow versions below 3.3.", UserWarning, stacklevel=2
+                )
+        self.durable = durable is not False
         self.prompt = prompt
         self.seconds_total = seconds_total
         self.seconds_start = seconds_start
@@ -125,8 +139,9 @@ class StableAudioGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         request = self.build_request()
         prepare_output_path(self.output_path)
-        # Airflow >= 3.3 keeps this store across tries of the task; older versions have none.
-        store = context.get("task_state_store")
+        # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
+        # [state_store] clear_on_success is set); older versions have none.
+        store = context.get("task_state_store") if self.durable else None
         try:
             generation = self._reattach(store, request) or self._submit(store, request)
         except StableAudioSubmissionUnknownError as error:

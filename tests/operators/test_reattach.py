@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,41 @@ def test_a_404_download_keeps_the_generation_for_the_next_try(connection, tmp_pa
     assert STATE_KEY in store.values
     assert len(connection.ledger()["generations"]) == 1
     assert (tmp_path / "c.wav").exists()
+
+
+# -- durable=False: a fresh clip on every try, after a Clear too --------------------------------
+
+
+def test_durable_false_submits_a_fresh_generation_after_a_clear(connection) -> None:
+    # The store survives a Clear of a succeeded task on Airflow 3.3 (unless clear_on_success is set).
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    first = operator(deferrable=False).execute(a_try(store))
+    assert operator(deferrable=False).execute(a_try(store)) == first  # durable: the same clip back
+    fresh = operator(deferrable=False, durable=False).execute(a_try(store))
+    assert fresh != first
+    assert len(connection.ledger()["generations"]) == 2
+
+
+def test_durable_false_neither_reads_nor_writes_the_store(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(60)
+    with pytest.raises(TaskDeferred):
+        operator(durable=False).execute(a_try(store))
+    assert store.values == {}
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_durable_warns_that_it_has_no_effect_before_airflow_3_3(
+    monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    from airflow.providers.common.compat import version_compat
+
+    monkeypatch.setattr(version_compat, "AIRFLOW_V_3_3_PLUS", False)
+    with pytest.warns(UserWarning, match="`durable` has no effect on Airflow versions below 3.3"):
+        operator(durable=durable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        operator()  # left at its default: nothing to warn about
+        monkeypatch.setattr(version_compat, "AIRFLOW_V_3_3_PLUS", True)
+        operator(durable=durable)
