@@ -134,7 +134,8 @@ async def poll(request: web.Request) -> web.Response:
         base = (state.config.public_base_url or f"{request.scheme}://{request.host}").rstrip("/")
         url = f"{base}{FILES_PREFIX}{gen.file_name}"
         if variants.url_ttl_seconds is not None:
-            url += f"?expires={time.time() + variants.url_ttl_seconds:.3f}"
+            # Whole milliseconds, rounded down: a TTL of 0 hands out a URL that has already expired.
+            url += f"?expires={int((time.time() + variants.url_ttl_seconds) * 1000)}"
         body["audio_file"] = {
             "url": url,
             "content_type": variants.content_type,
@@ -148,13 +149,12 @@ async def poll(request: web.Request) -> web.Response:
 
 
 def _expired(expires: str | None) -> bool:
-    """Whether a URL's ``expires`` (unix time, from ``url_ttl_seconds``) has passed; a bad one has."""
+    """Whether a URL's ``expires`` (unix time in ms, from ``url_ttl_seconds``) has passed; a bad one has."""
     if expires is None:
         return False
-    try:
-        return time.time() >= float(expires)
-    except ValueError:
+    if not (expires.isascii() and expires.isdigit()):
         return True
+    return time.time() * 1000 >= int(expires)
 
 
 async def download(request: web.Request) -> web.StreamResponse:

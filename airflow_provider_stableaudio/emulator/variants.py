@@ -18,9 +18,9 @@ client must accept all of. Each is a setting with the same name everywhere: keyw
   ``Content-Type``: ``"audio/wav"`` (default) or ``"application/octet-stream"`` (what the real API
   reports).
 * ``url_ttl_seconds``: audio URLs expire this many seconds after the poll that handed them out
-  (the URL carries ``?expires=<unix time>``; later downloads get 403 "Request has expired", as from
-  a CDN's signed URL; each poll hands out a fresh URL). Default ``null``: URLs never expire. ``0``
-  hands out URLs that are already expired.
+  (the URL carries ``?expires=<unix time in milliseconds>``; later downloads get 403 "Request has
+  expired", as from a CDN's signed URL; each poll hands out a fresh URL). Default ``null``: URLs
+  never expire. ``0`` hands out URLs that are already expired.
 
 A ledger reset keeps the settings; ``EmulatorServer.clear_variants()`` or ``"clear_variants": true``
 in the JSON restores the defaults.
