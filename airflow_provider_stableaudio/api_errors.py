@@ -1,4 +1,4 @@
-"""Turning HTTP failures into the provider's exceptions, and when and how long to wait before a retry.
+"""Turning HTTP failures into the provider's exceptions, and reading ``Retry-After``.
 
 Shared by the synchronous (requests) and asynchronous (aiohttp) paths. No Airflow imports.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import random
 import time
 from typing import Any
 
@@ -45,15 +44,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     return min(max(0.0, when.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
-
-
-def backoff_delay(
-    attempt: int, *, base: float = 1.0, cap: float = 60.0, retry_after: float | None = None
-) -> float:
-    """Exponential backoff with full jitter for retry ``attempt`` (1-based), never below ``Retry-After``."""
-    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
-    # A server that says when to come back is obeyed, even past the cap.
-    return max(delay, retry_after) if retry_after is not None else delay
 
 
 def _decode_envelope(body: bytes | str) -> dict[str, Any] | None:

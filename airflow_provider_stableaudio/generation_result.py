@@ -1,4 +1,4 @@
-"""Reading the API's generation bodies into typed results: the status model. No Airflow imports."""
+"""Reading the API's answers about a generation into typed results: the status model. No Airflow imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_provider_stableaudio.exceptions import StableAudioResponseError
+from airflow_provider_stableaudio.api_errors import error_from_response
+from airflow_provider_stableaudio.exceptions import StableAudioPermanentError, StableAudioResponseError
 
 
 class GenerationState(enum.Enum):
@@ -131,3 +132,58 @@ def parse_generation(body: Any, *, generation_id: str | None = None) -> Generati
         error_message=_error_message(body.get("error")) if state is GenerationState.FAILED else None,
         credits_used=credits_used,
     )
+
+
+def read_generation(content: bytes, *, action: str, generation_id: str | None = None) -> Generation:
+    """Parse a 2xx body of ``/v2/generate/audio``.
+
+    :param action: what was being done, for the message.
+    :raises StableAudioResponseError: the body is not JSON or not a generation.
+    """
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise StableAudioResponseError(
+            f"the API's answer to {action} is not JSON: {content[:200]!r}"
+        ) from None
+    return parse_generation(body, generation_id=generation_id)
+
+
+def poll_answer(
+    status: int, content: bytes, retry_after: str | None, generation_id: str, *, secret: str
+) -> Generation:
+    """The generation in the answer to a poll, or the error it reports (sync and async paths alike).
+
+    :raises StableAudioRetryableError: a transient failure (429, 5xx, a malformed body).
+    :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
+    """
+    action = f"poll generation {generation_id}"
+    if 200 <= status < 300:
+        return read_generation(content, action=action, generation_id=generation_id)
+    error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
+    if status == 404:
+        raise StableAudioPermanentError(
+            f"{error}. Generation {generation_id} is unknown to the API (wrong id, another account, "
+            "or expired).",
+            status_code=404,
+            request_id=error.request_id,
+        )
+    raise error
+
+
+def is_json_object(content: bytes) -> bool:
+    """Whether ``content`` is a JSON object (the shape of every answer of the API)."""
+    try:
+        return isinstance(json.loads(content), dict)
+    except ValueError:
+        return False
+
+
+def accepted_id(content: bytes) -> str | None:
+    """The generation id in a 2xx body that is otherwise unreadable, if there is one."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    gen_id = (body.get("id") or body.get("generation_id")) if isinstance(body, dict) else None
+    return gen_id if isinstance(gen_id, str) and gen_id else None

@@ -1,4 +1,4 @@
-"""HTTP error mapping, Retry-After, backoff, and reading a connection's fields."""
+"""HTTP error mapping, Retry-After, and reading a connection's fields."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from airflow_provider_stableaudio.api_errors import (
     MAX_RETRY_AFTER,
-    backoff_delay,
     error_from_response,
     parse_retry_after,
     submission_was_rejected,
@@ -66,13 +65,6 @@ def test_retry_after_seconds_and_dates() -> None:
     error = error_from_response(429, "{}", action="poll", retry_after="3")
     assert isinstance(error, StableAudioRetryableError)
     assert error.retry_after == 3.0
-
-
-def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
-    assert all(0 <= backoff_delay(1, base=1) <= 1 for _ in range(50))
-    assert all(0 <= backoff_delay(10, base=1, cap=5) <= 5 for _ in range(50))
-    assert backoff_delay(1, base=1, retry_after=30) == 30
-    assert max(backoff_delay(4, base=1) for _ in range(200)) > 1  # exponential: the range grew past base
 
 
 @pytest.mark.parametrize(

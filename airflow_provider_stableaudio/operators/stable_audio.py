@@ -144,7 +144,7 @@ class StableAudioGenerateOperator(BaseOperator):
         return self._finish(context, generation)
 
     def _submit(self, store: Any, request: GenerationRequest) -> Generation:
-        generation = self.hook.submit_generation(request)
+        generation = self.hook.submit_generation(request, timeout=self.timeout)
         # First thing after the API accepted it, so that a retry of this task re-attaches to it
         # instead of paying for a second generation.
         if store is not None:
@@ -164,7 +164,7 @@ class StableAudioGenerateOperator(BaseOperator):
             return None
         generation_id = saved["generation_id"]
         try:
-            generation = self.hook.get_generation(generation_id)
+            generation = self.hook.get_generation(generation_id, timeout=self.timeout)
         except StableAudioPermanentError as error:
             self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
             return None

@@ -82,7 +82,9 @@ class StableAudioGenerationSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
-            generation = self.hook.get_generation(self.generation_id)
+            # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
+            # not hold its worker slot sleeping through backoff).
+            generation = self.hook.get_generation(self.generation_id, max_retries=0)
         except StableAudioRetryableError as error:
             self.log.warning("Could not read generation %s this time: %s", self.generation_id, error)
             return False

@@ -20,8 +20,10 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioTimeoutError,
     StableAudioValidationError,
 )
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.fake_clock import fake_clock
 from tests.scripted_server import Reply
 
 
@@ -183,3 +185,15 @@ def test_unknown_submission_outcome_fails_the_task_without_retries(scripted) -> 
     with pytest.raises(AirflowFailException, match="not sent again"):
         operator().execute(context())
     assert len(scripted.seen) == 1
+
+
+def test_a_synchronous_wait_ends_at_its_timeout_whatever_retry_after_says(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock(monkeypatch, hook_module)
+    queued = {"id": "g", "status": "queued"}
+    slow_down = Reply(429, {"message": "slow down", "statusCode": 429}, headers={"Retry-After": "600"})
+    scripted.script(Reply(200, queued), *[slow_down] * 20)
+    with pytest.raises(StableAudioTimeoutError, match="timeout 900s"):
+        operator(deferrable=False, timeout=900).execute(context())
+    assert sum(clock.sleeps) <= 900

@@ -12,9 +12,11 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 from airflow_provider_stableaudio.events import error_event, success_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioPermanentError
 from airflow_provider_stableaudio.generation_request import GenerationRequest
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context
 from tests.scripted_server import Reply
 
@@ -87,13 +89,16 @@ def test_unknown_generation_fails_the_poke(connection) -> None:
         sensor("missing").poke(context())
 
 
-def test_transient_error_is_just_not_done_yet(scripted) -> None:
+@pytest.mark.parametrize("mode", ["reschedule", "poke"])
+def test_a_poke_makes_one_attempt_and_returns(scripted, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # A transient error is "not done yet": the sensor's own schedule retries, never a sleep in poke.
+    clock = fake_clock(monkeypatch, hook_module)
     scripted.script(
-        *[Reply(503, {"message": "maintenance", "statusCode": 503}, headers={"Retry-After": "0"})] * 6
+        *[Reply(429, {"message": "slow down", "statusCode": 429}, headers={"Retry-After": "600"})] * 6
     )
-    waiting = sensor("g")
-    waiting.hook.max_retries = 0
-    assert waiting.poke(context()) is False
+    assert sensor("g", deferrable=False, mode=mode).poke(context()) is False
+    assert len(scripted.seen) == 1
+    assert clock.sleeps == []
 
 
 def test_execute_complete(connection) -> None:
