@@ -314,7 +314,9 @@ class StableAudioHook(BaseHook):
     def download_audio(self, url: str, path: OutputPath, *, expected_size: int | None = None) -> str:
         """Stream the file at ``url`` to ``path``: whole, or not at all.
 
-        Streamed through a temporary file moved into place once complete (see
+        Streamed through a temporary file moved into place once complete; a transient failure
+        (a dropped or timed-out connection, 429, 5xx, a body cut short) is retried with backoff,
+        up to ``max_retries`` times; an expired URL (403, 404, 410) is not (see
         ``airflow_provider_stableaudio.download``).
 
         :param url: the audio URL (a CDN URL: sent without the API key).
@@ -325,7 +327,13 @@ class StableAudioHook(BaseHook):
         :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
         """
         location, received = download.download_file(
-            self.get_conn(), url, path, timeout=self.settings.request_timeout, expected_size=expected_size
+            self.get_conn(),
+            url,
+            path,
+            timeout=self.settings.request_timeout,
+            expected_size=expected_size,
+            max_retries=self.max_retries,
+            log=self.log,
         )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 import time
 import wave
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
+from airflow_provider_stableaudio import download
 from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
@@ -197,3 +200,24 @@ def test_a_synchronous_wait_ends_at_its_timeout_whatever_retry_after_says(
     with pytest.raises(StableAudioTimeoutError, match="timeout 900s"):
         operator(deferrable=False, timeout=900).execute(context())
     assert sum(clock.sleeps) <= 900
+
+
+def test_a_download_cut_short_once_is_retried_in_the_task(
+    connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before Airflow 3.3 (no task state) a task retry pays for a new generation: the task retries
+    # the download itself. The emulator's documented draws: one random() per download, seeded.
+    clock = fake_clock(monkeypatch, download)
+    rate = 0.5
+    seed = next(n for n in range(1000) if (draws := random.Random(n)).random() < rate <= draws.random())
+    connection.set_generation_seconds(0)
+    connection.set_faults(rate_download_truncated=rate, seed=seed)
+    target = tmp_path / "clip.wav"
+    operator(deferrable=False, output_path=str(target)).execute(
+        {"ti": RecordingTI(), "task_state_store": None}
+    )
+    ledger = connection.ledger()
+    assert ledger["faults"]["download_truncated"] == 1
+    assert len(ledger["generations"]) == 1
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == ledger["generations"][0]["sha256"]
+    assert len(clock.sleeps) == 1
