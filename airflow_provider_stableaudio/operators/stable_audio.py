@@ -14,13 +14,13 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
-    StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import defer_to_trigger, positive_seconds
 
 if TYPE_CHECKING:
@@ -114,18 +114,13 @@ class StableAudioGenerateOperator(BaseOperator):
             steps=self.steps,
         )
 
+    @fail_without_retries
     def execute(self, context: Context) -> str:
         request = self.build_request()
         prepare_output_path(self.output_path)
         # Airflow >= 3.3 keeps this store across tries of the task; older versions have none.
         store = context.get("task_state_store")
-        try:
-            generation = self._reattach(store, request) or self._submit(store, request)
-        except StableAudioSubmissionUnknownError as error:
-            # A retry of the task would send the request again and might pay twice: no retries.
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
-            raise AirflowFailException(str(error)) from error
+        generation = self._reattach(store, request) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
             return generation.id
@@ -180,6 +175,7 @@ class StableAudioGenerateOperator(BaseOperator):
         )
         return generation
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
         try:

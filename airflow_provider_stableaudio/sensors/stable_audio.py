@@ -14,6 +14,7 @@ from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed,
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import defer_to_trigger
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             timeout=self.timeout,
         )
 
+    @fail_without_retries
     def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
             # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
@@ -98,6 +100,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         )
         return PokeReturnValue(is_done=True, xcom_value=url)
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
         return deliver_generation(

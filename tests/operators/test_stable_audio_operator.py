@@ -26,6 +26,7 @@ from airflow_provider_stableaudio.exceptions import (
 from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.conftest import API_KEY, set_connection
 from tests.fake_clock import fake_clock
 from tests.scripted_server import Reply
 
@@ -90,8 +91,9 @@ def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
      ({"model": "stable-audio-3"}, "model must be one of ['stable-audio']")],
 )  # fmt: skip
 def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str) -> None:
-    with pytest.raises(StableAudioValidationError) as caught:
+    with pytest.raises(AirflowFailException) as caught:
         operator(**kwargs).execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioValidationError)
     assert words in str(caught.value)
     assert connection.ledger()["requests"] == []
 
@@ -99,7 +101,7 @@ def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str
 def test_unusable_output_folder_fails_before_any_request(connection, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StableAudioConfigError, match=r"output_path folder .* cannot be created"):
+    with pytest.raises(AirflowFailException, match=r"output_path folder .* cannot be created"):
         operator(output_path=str(blocker / "sub" / "clip.wav")).execute(context())
     assert connection.ledger()["requests"] == []
 
@@ -221,3 +223,27 @@ def test_a_download_cut_short_once_is_retried_in_the_task(
     assert len(ledger["generations"]) == 1
     assert hashlib.sha256(target.read_bytes()).hexdigest() == ledger["generations"][0]["sha256"]
     assert len(clock.sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [("bad input", "seconds_total must be an integer from 1 to 47, got 48"),
+     ("unusable connection", "has no API key"),
+     ("unusable output_path", "no filesystem for this scheme")],
+)  # fmt: skip
+def test_input_and_config_errors_fail_without_task_retries(
+    emulator, monkeypatch: pytest.MonkeyPatch, case: str, words: str
+) -> None:
+    # They fail the same way on every try: AirflowFailException skips the task's retries.
+    set_connection(
+        monkeypatch, host=emulator.base_url, password="" if case == "unusable connection" else API_KEY
+    )
+    kwargs = {
+        "bad input": {"seconds_total": 48},
+        "unusable connection": {},
+        "unusable output_path": {"output_path": "nosuchscheme://bucket/clip.wav"},
+    }[case]
+    with pytest.raises(AirflowFailException, match=re.escape(words)) as caught:
+        operator(**kwargs).execute(context())
+    assert isinstance(caught.value.__cause__, (StableAudioValidationError, StableAudioConfigError))
+    assert emulator.ledger()["requests"] == []

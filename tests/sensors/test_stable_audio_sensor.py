@@ -7,7 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSkipException,
+    PokeReturnValue,
+    TaskDeferred,
+)
 
 from airflow_provider_stableaudio.events import error_event, success_event
 from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioPermanentError
@@ -16,6 +21,7 @@ from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.conftest import set_connection
 from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context
 from tests.scripted_server import Reply
@@ -109,3 +115,14 @@ def test_execute_complete(connection) -> None:
     assert sensor(generation_id).execute_complete(ctx, success_event(generation)) == generation.audio_file.url  # type: ignore[union-attr]
     with pytest.raises(StableAudioGenerationFailed, match=f"{generation_id} failed: boom"):
         sensor(generation_id).execute_complete(context(), error_event(generation_id, "boom"))
+
+
+def test_an_unusable_connection_fails_the_sensor_without_retries(
+    emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, host=emulator.base_url)  # no API key
+    with pytest.raises(AirflowFailException, match="has no API key"):
+        sensor("g", deferrable=False).execute(context())
+    with pytest.raises(AirflowSkipException):  # a sensor failure, so soft_fail skips it
+        sensor("g", deferrable=False, soft_fail=True).execute(context())
+    assert emulator.ledger()["requests"] == []
