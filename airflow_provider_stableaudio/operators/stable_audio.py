@@ -143,7 +143,17 @@ class StableAudioGenerateOperator(BaseOperator):
         # First thing after the API accepted it, so that a retry of this task re-attaches to it
         # instead of paying for a second generation.
         if store is not None:
-            store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            try:
+                store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            except Exception:
+                # The generation is paid for and its id known: failing now would make the retry
+                # pay again. Carry on; only a later retry loses the way back to it.
+                self.log.warning(
+                    "Could not save generation %s in the task's state; waiting for it anyway, but a "
+                    "retry of this task would submit a new one",
+                    generation.id,
+                    exc_info=True,
+                )
         self.log.info(
             "Submitted Stable Audio generation %s (%s credits): %s",
             generation.id,

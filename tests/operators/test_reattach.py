@@ -129,3 +129,25 @@ def test_a_404_download_keeps_the_generation_for_the_next_try(connection, tmp_pa
     assert STATE_KEY in store.values
     assert len(connection.ledger()["generations"]) == 1
     assert (tmp_path / "c.wav").exists()
+
+
+class FailingStore(MemoryStore):
+    """A ``task_state_store`` whose writes fail (the API server unreachable, say)."""
+
+    def set(self, key: str, value: Any) -> None:
+        raise RuntimeError("state store unavailable")
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_failed_state_save_keeps_waiting_for_the_paid_generation(connection, deferrable: bool) -> None:
+    connection.set_generation_seconds(0 if not deferrable else 60)
+    ctx = a_try(FailingStore())
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute(ctx)
+        waited_for = deferred.value.trigger.generation_id
+    else:
+        operator(deferrable=False).execute(ctx)
+        waited_for = ctx["ti"].xcom("audio_file")["generation_id"]
+    (generation,) = connection.ledger()["generations"]
+    assert ctx["ti"].xcom("generation_id") == waited_for == generation["id"]
