@@ -21,11 +21,19 @@ REDACTED = "***"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A server asking for more than this is not waited on longer: the caller's own deadline decides.
 MAX_RETRY_AFTER = 600.0
+# Text the API sent is cut to this many characters before it reaches a message, an event or a log.
+DETAIL_LIMIT = 500
 
 
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` replaced."""
     return text.replace(secret, REDACTED) if secret else text
+
+
+def shorten(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters (saying so) when longer."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "...(truncated)"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -54,6 +62,23 @@ def _decode_envelope(body: bytes | str) -> dict[str, Any] | None:
     return decoded if isinstance(decoded, dict) else None
 
 
+def error_detail(body: bytes | str, *, secret: str | None = None) -> tuple[str, str | None]:
+    """What an error body says, redacted and shortened, and the API's ``requestId`` if it sent one."""
+    envelope = _decode_envelope(body)
+    request_id = None
+    if envelope is not None:
+        detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
+        request_id = envelope.get("requestId")
+        request_id = shorten(str(request_id), 100) if request_id else None
+    else:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        detail = text.strip() or "(empty body)"
+    if not isinstance(detail, str):
+        detail = json.dumps(detail)
+    # Redacted before it is cut: a cut must never leave part of the key behind.
+    return shorten(redact(detail, secret)), request_id
+
+
 def error_from_response(
     status: int,
     body: bytes | str,
@@ -70,17 +95,7 @@ def error_from_response(
     :param retry_after: the ``Retry-After`` header, if sent.
     :param secret: a value to strip from the message (the API key), should the API echo it.
     """
-    envelope = _decode_envelope(body)
-    request_id = None
-    if envelope is not None:
-        detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
-        request_id = envelope.get("requestId")
-        request_id = str(request_id) if request_id else None
-    else:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        detail = " ".join(text.split())[:300] or "(empty body)"
-    if not isinstance(detail, str):
-        detail = json.dumps(detail)
+    detail, request_id = error_detail(body, secret=secret)
     message = f"Stable Audio API answered HTTP {status} to {action}: {detail}"
     if request_id:
         message += f" (requestId {request_id})"

@@ -7,8 +7,12 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_provider_stableaudio.api_errors import error_from_response
-from airflow_provider_stableaudio.exceptions import StableAudioPermanentError, StableAudioResponseError
+from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact, shorten
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioKeyRefusedError,
+    StableAudioPermanentError,
+    StableAudioResponseError,
+)
 
 
 class GenerationState(enum.Enum):
@@ -31,13 +35,10 @@ STATUS_STATES: dict[str, GenerationState] = {
     "failed": GenerationState.FAILED,
 }
 
-_QUOTE_LIMIT = 500
-
 
 def quote_body(body: Any) -> str:
     """A short, single-line rendering of a response body for error messages."""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "...(truncated)"
+    return shorten(body if isinstance(body, str) else json.dumps(body, default=str))
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def _optional_int(value: Any) -> int | None:
 def _error_message(error: Any) -> str | None:
     if isinstance(error, dict):
         parts = [str(error[k]) for k in ("name", "message") if error.get(k)]
-        return ": ".join(parts) if parts else json.dumps(error)
-    return str(error) if error else None
+        return shorten(": ".join(parts) if parts else json.dumps(error))
+    return shorten(str(error)) if error else None
 
 
 def parse_generation(body: Any, *, generation_id: str | None = None) -> Generation:
@@ -155,11 +156,25 @@ def poll_answer(
     """The generation in the answer to a poll, or the error it reports (sync and async paths alike).
 
     :raises StableAudioRetryableError: a transient failure (429, 5xx, a malformed body).
-    :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
+    :raises StableAudioKeyRefusedError: 401, 403: the key was refused.
+    :raises StableAudioPermanentError: 404 and other 4xx.
     """
     action = f"poll generation {generation_id}"
     if 200 <= status < 300:
         return read_generation(content, action=action, generation_id=generation_id)
+    if status in (401, 403):
+        # About the key, not the generation: a user who rotated the key must not go looking at it.
+        detail, request_id = error_detail(content, secret=secret)
+        reference = f", requestId {request_id}" if request_id else ""
+        check = "the API key in the connection's password field"
+        if status == 403:
+            check += " and the account's credits"
+        message = (
+            f"Stable Audio API refused the connection's API key (HTTP {status}: {detail}{reference}) "
+            f"while polling generation {generation_id}. Check {check}; nothing is known to be wrong "
+            "with the generation."
+        )
+        raise StableAudioKeyRefusedError(redact(message, secret), status_code=status, request_id=request_id)
     error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
     if status == 404:
         raise StableAudioPermanentError(

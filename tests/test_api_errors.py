@@ -118,3 +118,21 @@ def test_missing_key_and_bad_timeout() -> None:
 @pytest.mark.parametrize(("value", "expected"), [("inf", None), ("nan", None), ("99999", MAX_RETRY_AFTER)])
 def test_retry_after_is_finite_and_bounded(value: str, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [json.dumps({"message": "y" * 100_000, "statusCode": 400}), "<html>" + "z" * 100_000 + "</html>"],
+    ids=["envelope", "html"],
+)
+def test_api_error_text_is_cut_to_a_sane_length(body: str) -> None:
+    error = error_from_response(400, body, action="poll generation g")
+    assert len(str(error)) < 700
+    assert "...(truncated)" in str(error)
+
+
+def test_a_cut_never_leaves_part_of_the_key() -> None:
+    secret = "sk-live-0123456789abcdef"
+    body = json.dumps({"message": "a" * 490 + secret, "statusCode": 401})
+    error = error_from_response(401, body, action="poll generation g", secret=secret)
+    assert secret[:4] not in str(error)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
+from airflow_provider_stableaudio.events import error_event, refusal_event, success_event, timeout_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 class StableAudioGenerationTrigger(BaseTrigger):
     """Wait for a Stable Audio generation to end, without holding a worker slot.
 
-    Yields exactly one event: ``success`` (the audio file and credits), ``error`` (the generation
-    failed, or the API refused the poll for good: 401, 403, 404) or ``timeout`` (still unfinished at
-    ``end_time``). Transient poll failures (429, 5xx, network, malformed bodies) are retried with
-    backoff until ``end_time``. Running it again (a triggerer restart) only polls again.
+    Yields exactly one event: ``success`` (the audio file and credits), ``error`` (its ``reason``:
+    the generation failed, the API refused the key (401, 403) or the poll (404), or the connection
+    cannot be used) or ``timeout`` (still unfinished at ``end_time``). Transient poll failures
+    (429, 5xx, network, malformed bodies) are retried with backoff until ``end_time``. Running it
+    again (a triggerer restart) only polls again.
 
     :param conn_id: the Stable Audio connection.
     :param generation_id: the generation to wait for.
@@ -78,7 +79,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 try:
                     generation = await hook.aget_generation(self.generation_id)
                 except (StableAudioPermanentError, StableAudioConfigError) as error:
-                    return error_event(self.generation_id, str(error))
+                    return refusal_event(self.generation_id, error)
                 except StableAudioRetryableError as error:
                     failures += 1
                     retry_after = error.retry_after

@@ -15,7 +15,11 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_stableaudio.events import error_event, success_event
-from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioPermanentError
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioGenerationFailed,
+    StableAudioKeyRefusedError,
+    StableAudioPermanentError,
+)
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
@@ -126,3 +130,11 @@ def test_an_unusable_connection_fails_the_sensor_without_retries(
     with pytest.raises(AirflowSkipException):  # a sensor failure, so soft_fail skips it
         sensor("g", deferrable=False, soft_fail=True).execute(context())
     assert emulator.ledger()["requests"] == []
+
+
+def test_a_refused_key_fails_the_poke_naming_the_key(connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    generation_id = submit()
+    set_connection(monkeypatch, host=connection.base_url, password="rotated-away-key")
+    with pytest.raises(StableAudioKeyRefusedError, match="refused the connection's API key") as caught:
+        sensor(generation_id, deferrable=False).poke(context())
+    assert f"generation {generation_id} failed" not in str(caught.value)
