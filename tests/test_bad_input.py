@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioValidationError
 from airflow_provider_stableaudio.generation_request import GenerationRequest
@@ -22,7 +22,17 @@ def run_operator(tmp_path: Path, **kwargs: Any) -> None:
     kwargs.setdefault("prompt", "a gentle flute")
     if isinstance(kwargs.get("output_path"), str):
         kwargs["output_path"] = str(tmp_path / kwargs["output_path"])
-    StableAudioGenerateOperator(task_id="t", **kwargs).execute(context())
+    execute(StableAudioGenerateOperator(task_id="t", **kwargs))
+
+
+def execute(operator: StableAudioGenerateOperator) -> None:
+    """Run the task; re-raise the provider's error from the ``AirflowFailException`` that must carry it."""
+    try:
+        operator.execute(context())
+    except (StableAudioValidationError, StableAudioConfigError) as error:
+        raise AssertionError(f"{error!r} would be retried: input errors must fail without retries") from error
+    except AirflowFailException as failed:
+        raise failed.__cause__ from None  # type: ignore[misc]
 
 
 CASES: list[tuple[str, dict[str, Any], type[Exception], list[str]]] = [
@@ -99,7 +109,7 @@ def test_connection_problems(
             fields["extra"] = json.dumps(fields["extra"])
         set_connection(monkeypatch, **fields)
     with pytest.raises(error) as caught:
-        StableAudioGenerateOperator(task_id="t", prompt="x").execute(context())
+        execute(StableAudioGenerateOperator(task_id="t", prompt="x"))
     for word in words:
         assert word in str(caught.value), name
     assert emulator.ledger()["requests"] == []

@@ -33,7 +33,16 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["generation_request", "generation_result", "events", "api_errors", "settings", "exceptions", "download"],
+    [
+        "generation_request",
+        "generation_result",
+        "events",
+        "api_errors",
+        "settings",
+        "exceptions",
+        "download",
+        "retry_policy",
+    ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:
     loaded = modules_after_import(f"import airflow_provider_stableaudio.{module}")

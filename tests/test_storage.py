@@ -9,7 +9,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from airflow.providers.common.compat.sdk import ObjectStoragePath
+from airflow.providers.common.compat.sdk import AirflowFailException, ObjectStoragePath
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioDownloadError
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
@@ -76,8 +76,9 @@ def test_streams_in_chunks_never_whole(connection, memory_fs, monkeypatch: pytes
 
 
 def test_unknown_scheme_fails_before_any_request(connection) -> None:
-    with pytest.raises(StableAudioConfigError, match="no filesystem for this scheme"):
+    with pytest.raises(AirflowFailException, match="no filesystem for this scheme") as caught:
         operator(output_path="nosuchscheme://bucket/clip.wav").execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioConfigError)
     assert connection.ledger()["requests"] == []
 
 

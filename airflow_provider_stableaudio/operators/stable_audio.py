@@ -15,13 +15,13 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
-    StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
     default_deferrable,
     defer_to_trigger,
@@ -136,19 +136,14 @@ class StableAudioGenerateOperator(BaseOperator):
             steps=self.steps,
         )
 
+    @fail_without_retries
     def execute(self, context: Context) -> str:
         request = self.build_request()
         prepare_output_path(self.output_path)
         # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
         # [state_store] clear_on_success is set); older versions have none.
         store = context.get("task_state_store") if self.durable else None
-        try:
-            generation = self._reattach(store, request) or self._submit(store, request)
-        except StableAudioSubmissionUnknownError as error:
-            # A retry of the task would send the request again and might pay twice: no retries.
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
-            raise AirflowFailException(str(error)) from error
+        generation = self._reattach(store, request) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
             return generation.id
@@ -167,11 +162,21 @@ class StableAudioGenerateOperator(BaseOperator):
         return self._finish(context, generation)
 
     def _submit(self, store: Any, request: GenerationRequest) -> Generation:
-        generation = self.hook.submit_generation(request)
+        generation = self.hook.submit_generation(request, timeout=self.timeout)
         # First thing after the API accepted it, so that a retry of this task re-attaches to it
         # instead of paying for a second generation.
         if store is not None:
-            store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            try:
+                store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            except Exception:
+                # The generation is paid for and its id known: failing now would make the retry
+                # pay again. Carry on; only a later retry loses the way back to it.
+                self.log.warning(
+                    "Could not save generation %s in the task's state; waiting for it anyway, but a "
+                    "retry of this task would submit a new one",
+                    generation.id,
+                    exc_info=True,
+                )
         self.log.info(
             "Submitted Stable Audio generation %s (%s credits): %s",
             generation.id,
@@ -187,7 +192,7 @@ class StableAudioGenerateOperator(BaseOperator):
             return None
         generation_id = saved["generation_id"]
         try:
-            generation = self.hook.get_generation(generation_id)
+            generation = self.hook.get_generation(generation_id, timeout=self.timeout)
         except StableAudioPermanentError as error:
             self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
             return None
@@ -203,6 +208,7 @@ class StableAudioGenerateOperator(BaseOperator):
         )
         return generation
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
         try:

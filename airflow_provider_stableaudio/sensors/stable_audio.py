@@ -18,6 +18,7 @@ from airflow_provider_stableaudio.exceptions import (
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
     default_deferrable,
     defer_to_trigger,
@@ -98,9 +99,12 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             timeout=self.timeout,
         )
 
+    @fail_without_retries
     def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
-            generation = self.hook.get_generation(self.generation_id)
+            # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
+            # not hold its worker slot sleeping through backoff).
+            generation = self.hook.get_generation(self.generation_id, max_retries=0)
         except StableAudioRetryableError as error:
             self.log.warning("Could not read generation %s this time: %s", self.generation_id, error)
             return False
@@ -114,6 +118,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         )
         return PokeReturnValue(is_done=True, xcom_value=url)
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event, as a sensor fails."""
         try:

@@ -21,8 +21,10 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.generation_result import GenerationState
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAudioHook
 from tests.conftest import API_KEY, set_connection
+from tests.fake_clock import FakeClock, fake_clock
 from tests.scripted_server import Reply
 
 QUEUED = {"id": "gen-1:stable-audio", "status": "queued", "meta": {"usage": {"credits_used": 2520}}}
@@ -33,10 +35,10 @@ def request(**params: object) -> GenerationRequest:
     return GenerationRequest.build(prompt="a bright marimba melody", seconds_total=2, steps=10, **params)
 
 
-def fast_hook(**kwargs: object) -> StableAudioHook:
-    hook = StableAudioHook(**kwargs)  # type: ignore[arg-type]
-    hook._retry_wait = lambda attempt, error, action: None  # type: ignore[method-assign]
-    return hook
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The hook's waits, recorded and skipped."""
+    return fake_clock(monkeypatch, hook_module)
 
 
 def test_submit_poll_wait_download(connection, tmp_path: Path) -> None:
@@ -140,31 +142,31 @@ def test_missing_key_and_bad_url_fail_before_any_request(emulator, monkeypatch: 
     assert emulator.ledger()["requests"] == []
 
 
-def test_poll_retries_429_and_5xx_then_succeeds(scripted) -> None:
+def test_poll_retries_429_and_5xx_then_succeeds(scripted, clock: FakeClock) -> None:
     scripted.script(
         Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
         Reply(503, {"message": "maintenance", "statusCode": 503}),
         Reply(200, b"not json"),
         Reply(200, {"id": "g", "status": "generating"}),
     )
-    assert fast_hook().get_generation("g").status == "generating"
+    assert StableAudioHook().get_generation("g").status == "generating"
     assert len(scripted.seen) == 4
 
 
-def test_poll_gives_up_after_max_retries(scripted) -> None:
+def test_poll_gives_up_after_max_retries(scripted, clock: FakeClock) -> None:
     scripted.script(*[Reply(502, b"bad gateway")] * 3)
     with pytest.raises(StableAudioRetryableError, match="HTTP 502"):
-        fast_hook(max_retries=2).get_generation("g")
+        StableAudioHook(max_retries=2).get_generation("g")
     assert len(scripted.seen) == 3
 
 
-def test_submit_retries_only_rejections(scripted) -> None:
+def test_submit_retries_only_rejections(scripted, clock: FakeClock) -> None:
     scripted.script(
         Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
         Reply(503, {"message": "under maintenance", "statusCode": 503}),
         Reply(200, QUEUED),
     )
-    assert fast_hook().submit_generation(request()).id == "gen-1:stable-audio"
+    assert StableAudioHook().submit_generation(request()).id == "gen-1:stable-audio"
     assert [s.method for s in scripted.seen] == ["POST"] * 3
 
 
@@ -173,17 +175,19 @@ def test_submit_retries_only_rejections(scripted) -> None:
     [Reply(504, {"message": "Generation timeout", "statusCode": 504}),
      Reply(502, b"<html>bad gateway</html>"), Reply(200, b"{not json"), Reply(drop=True)],
 )  # fmt: skip
-def test_submit_with_unknown_outcome_is_never_resent(scripted, reply: Reply) -> None:
+def test_submit_with_unknown_outcome_is_never_resent(scripted, reply: Reply, clock: FakeClock) -> None:
     scripted.script(reply, Reply(200, QUEUED))
     with pytest.raises(StableAudioSubmissionUnknownError, match="not sent again"):
-        fast_hook().submit_generation(request())
+        StableAudioHook().submit_generation(request())
     assert len(scripted.seen) == 1
 
 
-def test_submit_retries_when_the_connection_was_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_retries_when_the_connection_was_refused(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
     set_connection(monkeypatch, host="http://127.0.0.1:9", password=API_KEY)  # nothing listens on port 9
     with pytest.raises(StableAudioConnectionError) as caught:
-        fast_hook(max_retries=1).submit_generation(request())
+        StableAudioHook(max_retries=1).submit_generation(request())
     assert caught.value.request_sent is False
 
 
@@ -229,3 +233,29 @@ def test_connection_test_needs_the_apis_answer(scripted) -> None:
     ok, message = StableAudioHook().test_connection()
     assert not ok
     assert "without the API's JSON body" in message
+
+
+RETRY_AFTER_600 = Reply(429, ENVELOPE, headers={"Retry-After": "600"})
+
+
+def test_sync_wait_never_sleeps_past_its_timeout(scripted, clock: FakeClock) -> None:
+    scripted.script(*[RETRY_AFTER_600] * 10)
+    with pytest.raises(StableAudioTimeoutError, match="still 'unknown'"):
+        StableAudioHook().wait_for_generation("g", poll_interval=10, timeout=900)
+    assert sum(clock.sleeps) <= 900
+    assert len(scripted.seen) == 3  # at 0 s, 600 s and, the last chance, at the deadline
+
+
+@pytest.mark.parametrize("call", ["submit", "poll"])
+def test_call_retries_end_at_the_callers_timeout(scripted, clock: FakeClock, call: str) -> None:
+    scripted.script(*[RETRY_AFTER_600] * 10)
+    hook = StableAudioHook()
+    attempt = (
+        (lambda: hook.submit_generation(request(), timeout=100))
+        if call == "submit"
+        else (lambda: hook.get_generation("g", timeout=100))
+    )
+    with pytest.raises(StableAudioRetryableError, match="HTTP 429"):
+        attempt()
+    assert clock.sleeps == [100]
+    assert len(scripted.seen) == 2

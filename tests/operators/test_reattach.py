@@ -168,3 +168,25 @@ def test_durable_warns_that_it_has_no_effect_before_airflow_3_3(
         operator()  # left at its default: nothing to warn about
         monkeypatch.setattr(version_compat, "AIRFLOW_V_3_3_PLUS", True)
         operator(durable=durable)
+
+
+class FailingStore(MemoryStore):
+    """A ``task_state_store`` whose writes fail (the API server unreachable, say)."""
+
+    def set(self, key: str, value: Any) -> None:
+        raise RuntimeError("state store unavailable")
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_failed_state_save_keeps_waiting_for_the_paid_generation(connection, deferrable: bool) -> None:
+    connection.set_generation_seconds(0 if not deferrable else 60)
+    ctx = a_try(FailingStore())
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute(ctx)
+        waited_for = deferred.value.trigger.generation_id
+    else:
+        operator(deferrable=False).execute(ctx)
+        waited_for = ctx["ti"].xcom("audio_file")["generation_id"]
+    (generation,) = connection.ledger()["generations"]
+    assert ctx["ti"].xcom("generation_id") == waited_for == generation["id"]

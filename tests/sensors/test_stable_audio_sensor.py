@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     PokeReturnValue,
@@ -18,13 +19,17 @@ from airflow_provider_stableaudio.events import error_event, success_event, time
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioGenerationFailed,
+    StableAudioKeyRefusedError,
     StableAudioPermanentError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.conftest import set_connection
 from tests.dags import load_dag
+from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context
 from tests.scripted_server import Reply
 
@@ -97,13 +102,16 @@ def test_unknown_generation_fails_the_poke(connection) -> None:
         sensor("missing").poke(context())
 
 
-def test_transient_error_is_just_not_done_yet(scripted) -> None:
+@pytest.mark.parametrize("mode", ["reschedule", "poke"])
+def test_a_poke_makes_one_attempt_and_returns(scripted, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # A transient error is "not done yet": the sensor's own schedule retries, never a sleep in poke.
+    clock = fake_clock(monkeypatch, hook_module)
     scripted.script(
-        *[Reply(503, {"message": "maintenance", "statusCode": 503}, headers={"Retry-After": "0"})] * 6
+        *[Reply(429, {"message": "slow down", "statusCode": 429}, headers={"Retry-After": "600"})] * 6
     )
-    waiting = sensor("g")
-    waiting.hook.max_retries = 0
-    assert waiting.poke(context()) is False
+    assert sensor("g", deferrable=False, mode=mode).poke(context()) is False
+    assert len(scripted.seen) == 1
+    assert clock.sleeps == []
 
 
 def test_execute_complete(connection) -> None:
@@ -162,3 +170,22 @@ def test_a_deferred_sensor_that_gets_no_clip_is_skipped_end_to_end(connection, d
     run = load_dag("sensor_outcomes.py", dag_id).test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"submit": "success", "wait": "skipped"}
+
+
+def test_an_unusable_connection_fails_the_sensor_without_retries(
+    emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, host=emulator.base_url)  # no API key
+    with pytest.raises(AirflowFailException, match="has no API key"):
+        sensor("g", deferrable=False).execute(context())
+    with pytest.raises(AirflowSkipException):  # a sensor failure, so soft_fail skips it
+        sensor("g", deferrable=False, soft_fail=True).execute(context())
+    assert emulator.ledger()["requests"] == []
+
+
+def test_a_refused_key_fails_the_poke_naming_the_key(connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    generation_id = submit()
+    set_connection(monkeypatch, host=connection.base_url, password="rotated-away-key")
+    with pytest.raises(StableAudioKeyRefusedError, match="refused the connection's API key") as caught:
+        sensor(generation_id, deferrable=False).poke(context())
+    assert f"generation {generation_id} failed" not in str(caught.value)
