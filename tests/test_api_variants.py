@@ -1,7 +1,8 @@
 """The provider against every variant of the API the contract allows, through the real emulator.
 
 Each variant is an emulator setting (see ``airflow_provider_stableaudio/emulator/variants.py``):
-the hook, the trigger and the operator, deferred and on the worker, must all come out the same.
+the hook, the trigger, the operator (deferred and on the worker) and the sensor must all come out
+the same.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 
 from airflow_provider_stableaudio.emulator import EmulatorServer
 from airflow_provider_stableaudio.exceptions import StableAudioDownloadError, StableAudioGenerationFailed
 from airflow_provider_stableaudio.generation_result import GenerationState
 from tests.operators.test_reattach import MemoryStore, a_try
 from tests.operators.test_stable_audio_operator import context, operator
+from tests.sensors.test_stable_audio_sensor import sensor
 
 EVERY_VARIANT = {
     "created_201": {"create_status": 201},
@@ -102,6 +104,22 @@ def test_the_operator_on_the_worker_completes_and_downloads(
     url = operator(deferrable=False, output_path=str(target)).execute(ctx)
     assert url == ctx["ti"].xcom("audio_file")["url"]
     assert_clip(connection, ctx, target)
+
+
+def test_the_sensor_pokes_through_every_pending_status_and_downloads(
+    connection: EmulatorServer, variant: dict[str, Any], tmp_path: Path
+) -> None:
+    connection.set_generation_seconds(3600)
+    generation_id = operator(wait_for_completion=False).execute(context())
+    ctx, target = context(), tmp_path / "clip.wav"
+    waiting = sensor(generation_id, deferrable=False, output_path=str(target))
+    assert waiting.poke(ctx) is False  # the variant's pending status is "not yet"
+    connection.set_generation_seconds(0)
+    done = waiting.poke(ctx)
+    assert isinstance(done, PokeReturnValue)
+    assert done.xcom_value == ctx["ti"].xcom("audio_file")["url"]
+    assert ctx["ti"].xcom("audio_file")["content_type"] == connection.variants.content_type
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == sole_generation(connection)["sha256"]
 
 
 def test_failed_status_fails_the_task_on_the_worker_and_in_the_trigger(connection: EmulatorServer) -> None:
