@@ -135,6 +135,7 @@ def test_a_404_download_keeps_the_generation_for_the_next_try(connection, tmp_pa
 # -- durable=False: a fresh clip on every try, after a Clear too --------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:`durable` has no effect:UserWarning")  # Airflow < 3.3
 def test_durable_false_submits_a_fresh_generation_after_a_clear(connection) -> None:
     # The store survives a Clear of a succeeded task on Airflow 3.3 (unless clear_on_success is set).
     store = MemoryStore()
@@ -146,6 +147,7 @@ def test_durable_false_submits_a_fresh_generation_after_a_clear(connection) -> N
     assert len(connection.ledger()["generations"]) == 2
 
 
+@pytest.mark.filterwarnings("ignore:`durable` has no effect:UserWarning")  # Airflow < 3.3
 def test_durable_false_neither_reads_nor_writes_the_store(connection) -> None:
     store = MemoryStore()
     connection.set_generation_seconds(60)
