@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench
+.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench check-floor
 
 install: $(INSTALLED)
 
@@ -27,10 +27,11 @@ demo: install
 test: install
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory check-floor
 	$(MAKE) --no-print-directory test-stack
 
 # The real-stack tier (tests/system): Postgres, api-server, scheduler, dag-processor and two triggerers
-# from the wheel in dist/, in build/stack/ (logs in build/stack/logs). Installs Debian's postgresql
+# from the wheel in dist/, in build/stack-test/ (logs in build/stack-test/logs). Installs Debian's postgresql
 # when root and no server is found.
 test-stack: dist
 	$(PY) -m pytest tests/system -p no:cacheprovider
@@ -47,6 +48,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Every dependency installs on the lowest Python pyproject.toml declares (asks the package index).
+check-floor: install
+	$(PY) scripts/check_python_floor.py
 
 # Optional extras of pyproject.toml (docs, dist, uicheck), installed on first use.
 $(VENV)/.installed-%: $(INSTALLED) pyproject.toml

@@ -1,4 +1,4 @@
-"""Turning HTTP failures into the provider's exceptions, and when and how long to wait before a retry.
+"""Turning HTTP failures into the provider's exceptions, and reading ``Retry-After``.
 
 Shared by the synchronous (requests) and asynchronous (aiohttp) paths. No Airflow imports.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import random
 import time
 from typing import Any
 
@@ -22,11 +21,19 @@ REDACTED = "***"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A server asking for more than this is not waited on longer: the caller's own deadline decides.
 MAX_RETRY_AFTER = 600.0
+# Text the API sent is cut to this many characters before it reaches a message, an event or a log.
+DETAIL_LIMIT = 500
 
 
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` replaced."""
     return text.replace(secret, REDACTED) if secret else text
+
+
+def shorten(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters (saying so) when longer."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "...(truncated)"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -47,21 +54,29 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(max(0.0, when.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
 
 
-def backoff_delay(
-    attempt: int, *, base: float = 1.0, cap: float = 60.0, retry_after: float | None = None
-) -> float:
-    """Exponential backoff with full jitter for retry ``attempt`` (1-based), never below ``Retry-After``."""
-    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
-    # A server that says when to come back is obeyed, even past the cap.
-    return max(delay, retry_after) if retry_after is not None else delay
-
-
 def _decode_envelope(body: bytes | str) -> dict[str, Any] | None:
     try:
         decoded = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     return decoded if isinstance(decoded, dict) else None
+
+
+def error_detail(body: bytes | str, *, secret: str | None = None) -> tuple[str, str | None]:
+    """What an error body says, redacted and shortened, and the API's ``requestId`` if it sent one."""
+    envelope = _decode_envelope(body)
+    request_id = None
+    if envelope is not None:
+        detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
+        request_id = envelope.get("requestId")
+        request_id = shorten(str(request_id), 100) if request_id else None
+    else:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        detail = text.strip() or "(empty body)"
+    if not isinstance(detail, str):
+        detail = json.dumps(detail)
+    # Redacted before it is cut: a cut must never leave part of the key behind.
+    return shorten(redact(detail, secret)), request_id
 
 
 def error_from_response(
@@ -80,17 +95,7 @@ def error_from_response(
     :param retry_after: the ``Retry-After`` header, if sent.
     :param secret: a value to strip from the message (the API key), should the API echo it.
     """
-    envelope = _decode_envelope(body)
-    request_id = None
-    if envelope is not None:
-        detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
-        request_id = envelope.get("requestId")
-        request_id = str(request_id) if request_id else None
-    else:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        detail = " ".join(text.split())[:300] or "(empty body)"
-    if not isinstance(detail, str):
-        detail = json.dumps(detail)
+    detail, request_id = error_detail(body, secret=secret)
     message = f"Stable Audio API answered HTTP {status} to {action}: {detail}"
     if request_id:
         message += f" (requestId {request_id})"

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stableaudio import storage
 
 if TYPE_CHECKING:
+    from airflow_provider_stableaudio.generation_result import Generation
     from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
-    from airflow_provider_stableaudio.responses import Generation
     from airflow_provider_stableaudio.storage import OutputPath
 
 #: XCom keys pushed for a completed generation (``generation_id`` is pushed at submission).

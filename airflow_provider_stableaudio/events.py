@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_stableaudio.api_errors import shorten
 from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
     StableAudioGenerationFailed,
+    StableAudioKeyRefusedError,
+    StableAudioPermanentError,
     StableAudioResponseError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.responses import AudioFile, Generation, GenerationState
+from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
 
 
 def success_event(generation: Generation) -> dict[str, Any]:
@@ -27,14 +31,44 @@ def success_event(generation: Generation) -> dict[str, Any]:
     }
 
 
-def error_event(generation_id: str, message: str) -> dict[str, Any]:
-    """The payload for a generation that failed, or a wait that cannot go on."""
-    return {"status": "error", "generation_id": generation_id, "message": message}
+# An error event's ``reason``: why the wait ended. Events without one (from older provider
+# versions) are read as a failed generation.
+GENERATION_FAILED = "generation_failed"
+KEY_REFUSED = "key_refused"
+POLL_REFUSED = "poll_refused"
+CONNECTION_UNUSABLE = "connection_unusable"
+# Event messages are stored in the metadata database and logged: kept to a sane length.
+EVENT_MESSAGE_LIMIT = 1000
+
+
+def error_event(generation_id: str, message: str, *, reason: str = GENERATION_FAILED) -> dict[str, Any]:
+    """The payload for a generation that failed, or a wait that cannot go on (see ``reason``)."""
+    return {
+        "status": "error",
+        "generation_id": generation_id,
+        "reason": reason,
+        "message": shorten(message, EVENT_MESSAGE_LIMIT),
+    }
+
+
+def refusal_event(
+    generation_id: str, error: StableAudioPermanentError | StableAudioConfigError
+) -> dict[str, Any]:
+    """The payload for a poll the API refused for good, or a connection that cannot be used."""
+    if isinstance(error, StableAudioConfigError):
+        reason = CONNECTION_UNUSABLE
+    else:
+        reason = KEY_REFUSED if isinstance(error, StableAudioKeyRefusedError) else POLL_REFUSED
+    return error_event(generation_id, str(error), reason=reason)
 
 
 def timeout_event(generation_id: str, message: str) -> dict[str, Any]:
     """The payload for a generation still unfinished at the deadline."""
-    return {"status": "timeout", "generation_id": generation_id, "message": message}
+    return {
+        "status": "timeout",
+        "generation_id": generation_id,
+        "message": shorten(message, EVENT_MESSAGE_LIMIT),
+    }
 
 
 def generation_from_event(event: Any, *, generation_id: str | None = None) -> Generation:
@@ -42,7 +76,10 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
 
     :param event: the payload passed to ``execute_complete``.
     :param generation_id: the id the task waited for, named in errors when the event lacks it.
-    :raises StableAudioGenerationFailed: the event is ``error``.
+    :raises StableAudioGenerationFailed: the event is ``error``: the generation failed.
+    :raises StableAudioKeyRefusedError: the event is ``error``: the API refused the key.
+    :raises StableAudioPermanentError: the event is ``error``: the API refused the poll (404, ...).
+    :raises StableAudioConfigError: the event is ``error``: the connection cannot be used.
     :raises StableAudioTimeoutError: the event is ``timeout``.
     :raises StableAudioResponseError: anything else; never treated as success.
     """
@@ -51,7 +88,15 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
     gen_id = event.get("generation_id") or generation_id
     status = event.get("status")
     if status == "error":
-        raise StableAudioGenerationFailed(f"Stable Audio generation {gen_id} failed: {event.get('message')}")
+        message = event.get("message")
+        reason = event.get("reason", GENERATION_FAILED)
+        if reason == KEY_REFUSED:
+            raise StableAudioKeyRefusedError(str(message))
+        if reason == POLL_REFUSED:
+            raise StableAudioPermanentError(str(message))
+        if reason == CONNECTION_UNUSABLE:
+            raise StableAudioConfigError(str(message))
+        raise StableAudioGenerationFailed.for_generation(gen_id, message)
     if status == "timeout":
         raise StableAudioTimeoutError(f"Stable Audio generation {gen_id} timed out: {event.get('message')}")
     url = event.get("url")

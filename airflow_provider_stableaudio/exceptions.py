@@ -39,6 +39,10 @@ class StableAudioPermanentError(StableAudioAPIError):
     """An error that will not go away by retrying: 4xx other than 429 (bad request, key, credits, id)."""
 
 
+class StableAudioKeyRefusedError(StableAudioPermanentError):
+    """The API refused the connection's key (401, 403 while polling): check the key, not the generation."""
+
+
 class StableAudioRetryableError(StableAudioAPIError):
     """A transient error (429, 5xx, connection error, timeout): worth retrying after ``retry_after`` s."""
 
@@ -76,6 +80,11 @@ class StableAudioResponseError(StableAudioRetryableError):
 
 class StableAudioGenerationFailed(StableAudioError):
     """The generation ended in the API's ``error``/``failed`` state."""
+
+    @classmethod
+    def for_generation(cls, generation_id: str | None, reason: str | None) -> StableAudioGenerationFailed:
+        """The error for generation ``generation_id``, with the API's ``reason``."""
+        return cls(f"Stable Audio generation {generation_id} failed: {reason or 'the API gave no reason'}")
 
 
 class StableAudioTimeoutError(StableAudioError):

@@ -18,16 +18,19 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import TypeAlias
 
-#: What ``output_path`` accepts: a local path, a URI such as ``s3://bucket/clip.wav``, or an
-#: ``airflow.sdk.ObjectStoragePath``.
-OutputPath = Any
+    from airflow.sdk import ObjectStoragePath
+
+    #: What ``output_path`` accepts: a local path, a URI such as ``s3://bucket/clip.wav``, or an
+    #: ``airflow.sdk.ObjectStoragePath``. Templated values are checked at run time by :func:`resolve`.
+    OutputPath: TypeAlias = str | os.PathLike[str] | ObjectStoragePath
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -44,9 +47,10 @@ def resolve(output_path: OutputPath) -> Path | tuple[Any, str]:
     protocol = getattr(output_path, "protocol", None)
     # Before the Path check: with universal-pathlib 0.2 (Airflow 3.1) an ObjectStoragePath is a Path.
     if protocol is not None and hasattr(output_path, "fs"):  # an ObjectStoragePath
+        storage_path = cast("ObjectStoragePath", output_path)
         if protocol in _LOCAL_PROTOCOLS:
-            return Path(output_path.path)
-        return output_path.fs, output_path.path
+            return Path(storage_path.path)
+        return storage_path.fs, storage_path.path
     if isinstance(output_path, Path):
         return output_path.expanduser()
     if isinstance(output_path, str):

@@ -7,6 +7,7 @@ emulator no API key or network is needed.
 
 from __future__ import annotations
 
+# [START quickstart_dag]
 import os
 import tempfile
 import wave
@@ -14,7 +15,10 @@ import wave
 import pendulum
 from airflow.sdk import DAG, Param, XComArg, task
 
+# [START import_operator]
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+
+# [END import_operator]
 
 OUTPUT_DIR = os.environ.get("STABLEAUDIO_OUTPUT_DIR", os.path.join(tempfile.gettempdir(), "stable-audio"))
 
@@ -29,8 +33,8 @@ with DAG(
         "seconds": Param(8, type="integer", minimum=1, maximum=47),
         "output_dir": Param(OUTPUT_DIR, type="string"),
     },
-    render_template_as_native_obj=True,  # so "{{ params.seconds }}" renders as an int
 ) as dag:
+    # [START howto_operator_stable_audio]
     generate = StableAudioGenerateOperator(
         task_id="generate_clip",
         prompt="{{ params.prompt }}",
@@ -39,7 +43,9 @@ with DAG(
         output_path="{{ params.output_dir }}/{{ dag.dag_id }}/clip_{{ dag_run.run_after | ts_nodash }}.wav",
         poll_interval=2,
     )
+    # [END howto_operator_stable_audio]
 
+    # [START howto_xcom_downstream]
     @task
     def describe_clip(audio_url: str, local_path: str) -> float:
         """Read the downloaded clip and report its length."""
@@ -52,3 +58,5 @@ with DAG(
         return seconds
 
     describe_clip(generate.output, XComArg(generate, key="local_path"))
+    # [END howto_xcom_downstream]
+# [END quickstart_dag]

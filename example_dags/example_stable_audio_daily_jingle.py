@@ -16,7 +16,9 @@ from airflow.sdk import DAG, Asset, Param
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 
 OUTPUT_DIR = os.environ.get("STABLEAUDIO_OUTPUT_DIR", os.path.join(tempfile.gettempdir(), "stable-audio"))
+# [START howto_asset]
 DAILY_JINGLE = Asset("stable_audio_daily_jingle")
+# [END howto_asset]
 
 with DAG(
     dag_id="example_stable_audio_daily_jingle",
@@ -30,6 +32,7 @@ with DAG(
         "output_dir": Param(OUTPUT_DIR, type="string"),
     },
 ):
+    # [START howto_operator_asset_event]
     StableAudioGenerateOperator(
         task_id="generate_jingle",
         prompt=(
@@ -41,3 +44,4 @@ with DAG(
         outlets=[DAILY_JINGLE],
         poll_interval=2,
     )
+    # [END howto_operator_asset_event]

@@ -9,7 +9,11 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+
+# [START import_sensor]
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
+
+# [END import_sensor]
 
 OUTPUT_DIR = os.environ.get("STABLEAUDIO_OUTPUT_DIR", os.path.join(tempfile.gettempdir(), "stable-audio"))
 
@@ -21,6 +25,7 @@ with DAG(
     tags=["example", "stable-audio"],
     params={"output_dir": OUTPUT_DIR},
 ):
+    # [START howto_sensor_stable_audio]
     submit = StableAudioGenerateOperator(
         task_id="submit",
         prompt="Waves rolling onto a pebble beach",
@@ -34,3 +39,4 @@ with DAG(
         poke_interval=2,
     )
     submit >> wait
+    # [END howto_sensor_stable_audio]

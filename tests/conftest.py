@@ -53,8 +53,10 @@ def emulator_server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
-    """The session's emulator, emptied, without faults and with the default generation time."""
+    """The session's emulator, emptied, without faults, answering as the API's current schema does,
+    with the default generation time."""
     emulator_server.clear_faults()
+    emulator_server.clear_variants()
     emulator_server.reset()
     emulator_server.set_generation_seconds(GENERATION_SECONDS)
     return emulator_server

@@ -1,4 +1,4 @@
-"""HTTP error mapping, Retry-After, backoff, and reading a connection's fields."""
+"""HTTP error mapping, Retry-After, and reading a connection's fields."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from airflow_provider_stableaudio.api_errors import (
-    backoff_delay,
+    MAX_RETRY_AFTER,
     error_from_response,
     parse_retry_after,
     submission_was_rejected,
@@ -67,13 +67,6 @@ def test_retry_after_seconds_and_dates() -> None:
     assert error.retry_after == 3.0
 
 
-def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
-    assert all(0 <= backoff_delay(1, base=1) <= 1 for _ in range(50))
-    assert all(0 <= backoff_delay(10, base=1, cap=5) <= 5 for _ in range(50))
-    assert backoff_delay(1, base=1, retry_after=30) == 30
-    assert max(backoff_delay(4, base=1) for _ in range(200)) > 1  # exponential: the range grew past base
-
-
 @pytest.mark.parametrize(
     ("status", "body", "rejected"),
     [(400, "{}", True), (429, "", True), (503, ENVELOPE_401, True), (500, ENVELOPE_401, True),
@@ -120,3 +113,26 @@ def test_missing_key_and_bad_timeout() -> None:
     )
     assert (settings.api_key, settings.request_timeout) == ("sk-distinct", 12.0)
     assert "sk-distinct" not in repr(settings)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("inf", None), ("nan", None), ("99999", MAX_RETRY_AFTER)])
+def test_retry_after_is_finite_and_bounded(value: str, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [json.dumps({"message": "y" * 100_000, "statusCode": 400}), "<html>" + "z" * 100_000 + "</html>"],
+    ids=["envelope", "html"],
+)
+def test_api_error_text_is_cut_to_a_sane_length(body: str) -> None:
+    error = error_from_response(400, body, action="poll generation g")
+    assert len(str(error)) < 700
+    assert "...(truncated)" in str(error)
+
+
+def test_a_cut_never_leaves_part_of_the_key() -> None:
+    secret = "sk-live-0123456789abcdef"
+    body = json.dumps({"message": "a" * 490 + secret, "statusCode": 401})
+    error = error_from_response(401, body, action="poll generation g", secret=secret)
+    assert secret[:4] not in str(error)

@@ -20,7 +20,7 @@ import airflow
 import pytest
 
 from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
 from tests.conftest import API_KEY, set_connection

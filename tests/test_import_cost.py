@@ -33,8 +33,26 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["generation", "responses", "events", "api_errors", "settings", "exceptions"],
+    [
+        "generation_request",
+        "generation_result",
+        "events",
+        "api_errors",
+        "settings",
+        "exceptions",
+        "download",
+        "retry_policy",
+    ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:
     loaded = modules_after_import(f"import airflow_provider_stableaudio.{module}")
     assert not {m for m in loaded if m == "airflow" or m.startswith("airflow.")}
+
+
+def test_operator_and_sensor_never_import_each_other() -> None:
+    operator, sensor = (
+        "airflow_provider_stableaudio.operators.stable_audio",
+        "airflow_provider_stableaudio.sensors.stable_audio",
+    )
+    assert sensor not in modules_after_import(f"import {operator}")
+    assert operator not in modules_after_import(f"import {sensor}")

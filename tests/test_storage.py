@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import fsspec
 import pytest
-from airflow.providers.common.compat.sdk import ObjectStoragePath
+from airflow.providers.common.compat.sdk import AirflowFailException, ObjectStoragePath
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioDownloadError
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
@@ -74,8 +76,9 @@ def test_streams_in_chunks_never_whole(connection, memory_fs, monkeypatch: pytes
 
 
 def test_unknown_scheme_fails_before_any_request(connection) -> None:
-    with pytest.raises(StableAudioConfigError, match="no filesystem for this scheme"):
+    with pytest.raises(AirflowFailException, match="no filesystem for this scheme") as caught:
         operator(output_path="nosuchscheme://bucket/clip.wav").execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioConfigError)
     assert connection.ledger()["requests"] == []
 
 
@@ -161,3 +164,11 @@ def test_on_kill_removes_the_partial_download(tmp_path: Path) -> None:
             killed_mid_download()
         assert parts_seen == [1, 0]
         assert list(tmp_path.iterdir()) == []
+
+
+def test_downloaded_file_gets_the_usual_mode(connection, tmp_path: Path) -> None:
+    target = tmp_path / "clip.wav"
+    operator(deferrable=False, output_path=str(target)).execute(context())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

@@ -5,5 +5,6 @@ from __future__ import annotations
 from .audio import synthesize_wav
 from .faults import FaultConfig
 from .server import EmulatorConfig, EmulatorServer, build_app
+from .variants import VariantConfig
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "FaultConfig", "build_app", "synthesize_wav"]
+__all__ = ["EmulatorConfig", "EmulatorServer", "FaultConfig", "VariantConfig", "build_app", "synthesize_wav"]

@@ -11,6 +11,7 @@ from .api import read_json
 from .envelope import error_response
 from .faults import SETTING_NAMES, FaultConfig
 from .state import STATE_KEY, EmulatorConfig
+from .variants import VARIANT_NAMES, VariantConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +39,7 @@ def config_json(config: EmulatorConfig) -> dict[str, Any]:
         "public_base_url": config.public_base_url,
         "api_key_count": len(config.api_keys),
         **config.faults.to_json(),
+        **config.variants.to_json(),
     }
 
 
@@ -70,25 +72,33 @@ _CONFIG_PARSERS: dict[str, Callable[[object], Any]] = {
 def _apply_config(body: dict[str, Any], state_config: EmulatorConfig) -> tuple[EmulatorConfig, bool]:
     """Return the configuration ``body`` asks for and whether the fault draws must be re-seeded.
 
-    ``clear_faults: true`` first turns every fault off; fault settings in the same body then apply.
+    ``clear_faults: true`` first turns every fault off, ``clear_variants: true`` restores the default
+    variants; fault and variant settings in the same body then apply.
     """
     changes: dict[str, Any] = {}
     fault_changes: dict[str, Any] = {}
-    clear = body.get("clear_faults", False)
-    if not isinstance(clear, bool):
-        raise ValueError("clear_faults: must be a boolean")
+    variant_changes: dict[str, Any] = {}
+    clear, clear_variants = body.get("clear_faults", False), body.get("clear_variants", False)
+    for name, flag in (("clear_faults", clear), ("clear_variants", clear_variants)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name}: must be a boolean")
     for name, value in body.items():
         if name in SETTING_NAMES:
             fault_changes[name] = value
+        elif name in VARIANT_NAMES:
+            variant_changes[name] = value
         elif name in _CONFIG_PARSERS:
             try:
                 changes[name] = _CONFIG_PARSERS[name](value)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
-        elif name != "clear_faults":
+        elif name not in ("clear_faults", "clear_variants"):
             raise ValueError(f"Unrecognized key(s) in object: '{name}'")
     faults = replace(FaultConfig() if clear else state_config.faults, **fault_changes)
-    return replace(state_config, **changes, faults=faults), clear or "seed" in fault_changes
+    variants = replace(VariantConfig() if clear_variants else state_config.variants, **variant_changes)
+    return replace(
+        state_config, **changes, faults=faults, variants=variants
+    ), clear or "seed" in fault_changes
 
 
 async def config(request: web.Request) -> web.Response:

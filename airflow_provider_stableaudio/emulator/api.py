@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -106,9 +107,13 @@ async def create(request: web.Request) -> web.Response:
     if problems:
         return error_response(request, 400, "; ".join(problems))
     gen = state.create(**params, forced_error=faults.current() == "generation_error")
-    return web.json_response(
-        {"id": gen.id, "status": "queued", "meta": {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}}}
-    )
+    variants = state.config.variants
+    body = {
+        variants.id_field: gen.id,
+        "status": variants.pending_statuses[0],
+        "meta": {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}},
+    }
+    return web.json_response(body, status=variants.create_status)
 
 
 async def poll(request: web.Request) -> web.Response:
@@ -123,19 +128,33 @@ async def poll(request: web.Request) -> web.Response:
         return error_response(request, 404, "Generation not found")
     gen.polls += 1
     status = state.status(gen)
-    body: dict[str, Any] = {"id": gen.id, "status": status, "audio_file": None, "error": None}
+    variants = state.config.variants
+    body: dict[str, Any] = {variants.id_field: gen.id, "status": status, "audio_file": None, "error": None}
     if status == "completed":
         base = (state.config.public_base_url or f"{request.scheme}://{request.host}").rstrip("/")
+        url = f"{base}{FILES_PREFIX}{gen.file_name}"
+        if variants.url_ttl_seconds is not None:
+            # Whole milliseconds, rounded down: a TTL of 0 hands out a URL that has already expired.
+            url += f"?expires={int((time.time() + variants.url_ttl_seconds) * 1000)}"
         body["audio_file"] = {
-            "url": f"{base}{FILES_PREFIX}{gen.file_name}",
-            "content_type": "audio/wav",
+            "url": url,
+            "content_type": variants.content_type,
             "file_name": gen.file_name,
             "file_size": wav_size(gen.seconds_total),
         }
         body["meta"] = {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}}
-    elif status == "error":
+    elif status in ("error", "failed"):
         body["error"] = {"name": "GenerationError", "message": GENERATION_ERROR}
     return web.json_response(body)
+
+
+def _expired(expires: str | None) -> bool:
+    """Whether a URL's ``expires`` (unix time in ms, from ``url_ttl_seconds``) has passed; a bad one has."""
+    if expires is None:
+        return False
+    if not (expires.isascii() and expires.isdigit()):
+        return True
+    return time.time() * 1000 >= int(expires)
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -143,8 +162,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     gen = state.files.get(request.match_info["name"])
     if gen is None or state.status(gen) != "completed":
         return error_response(request, 404, "File not found")
+    if _expired(request.query.get("expires")):
+        return error_response(request, 403, "Request has expired")
     data = state.wav(gen)
-    response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+    response = web.StreamResponse(headers={"Content-Type": state.config.variants.content_type})
     response.content_length = len(data)
     await response.prepare(request)
     if request.method == "HEAD":

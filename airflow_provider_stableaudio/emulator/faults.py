@@ -38,7 +38,7 @@ expensive, billed thing) exists afterwards, so a client can be tested to never p
 * ``504`` ("Generation timeout", like the real gateway timeout that may hide a created
   generation), ``malformed`` (200 whose JSON body is cut in half) and ``post_lost_response``
   (connection dropped): the request is handled FIRST, and the fault replaces the answer only if
-  the generation was created (200); an invalid request gets its normal 400/401 and no fault.
+ the generation was created (2xx); an invalid request gets its normal 400/401 and no fault.
   So a 504 on POST always means one generation was created; a 429/500/502/503 never does.
 * ``generation_error``: created normally (200); the generation later ends in ``status: "error"``.
 
@@ -273,7 +273,7 @@ class FaultInjector:
         """Wait ``seconds``; return False if :meth:`wake` cut the wait short."""
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 
@@ -311,7 +311,7 @@ def _malformed(response: web.StreamResponse) -> web.Response:
     # A JSON object cut before its closing brace is never valid JSON.
     body = response.body if isinstance(response, web.Response) else None
     data = body if isinstance(body, bytes) and len(body) > 1 else b'{"status": '
-    return web.Response(body=data[: len(data) // 2], content_type="application/json")
+    return web.Response(body=data[: len(data) // 2], status=response.status, content_type="application/json")
 
 
 async def serve(
@@ -343,7 +343,7 @@ async def serve(
         response = await handle()
     finally:
         _CURRENT.reset(token)
-    if response.status != 200:  # nothing was created or served: the fault does not apply
+    if not 200 <= response.status < 300:  # nothing was created or served: the fault does not apply
         return response, None
     if kind == "504":
         return _fault_response(request, kind, config), kind

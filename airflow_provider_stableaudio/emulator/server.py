@@ -15,6 +15,7 @@ from . import admin, api, faults
 from .envelope import error_response
 from .faults import FaultConfig
 from .state import STATE_KEY, EmulatorConfig, EmulatorState
+from .variants import VariantConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .faults import FaultSettings
+    from .variants import VariantSettings
 
 __all__ = ["STATE_KEY", "EmulatorConfig", "EmulatorServer", "EmulatorState", "build_app", "make_runner"]
 
@@ -252,6 +254,32 @@ class EmulatorServer:
     def faults(self) -> FaultConfig:
         """The current fault settings."""
         return self.state.config.faults
+
+    def set_variants(self, **settings: Unpack[VariantSettings]) -> None:
+        """Change the given API variants, keep the others (see :mod:`.variants` for the names).
+
+        Raises ``ValueError`` for a bad value and ``TypeError`` for an unknown name.
+        """
+
+        def apply() -> None:
+            changes: dict[str, Any] = dict(settings)
+            config = self.state.config
+            self.state.config = replace(config, variants=replace(config.variants, **changes))
+
+        self._call(apply)
+
+    def clear_variants(self) -> None:
+        """Answer as the API's current schema does again (every variant at its default)."""
+
+        def apply() -> None:
+            self.state.config = replace(self.state.config, variants=VariantConfig())
+
+        self._call(apply)
+
+    @property
+    def variants(self) -> VariantConfig:
+        """The current API variants."""
+        return self.state.config.variants
 
     def __enter__(self) -> EmulatorServer:
         self.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from .audio import synthesize_wav
 from .envelope import now_iso
 from .faults import FAULT_KINDS, FaultConfig, FaultInjector
+from .variants import VariantConfig
 
 MODEL = "stable-audio"
 ERROR_MARKER = "[emulator:error]"
@@ -28,12 +29,14 @@ class EmulatorConfig:
     :param api_keys: accepted Bearer keys; empty accepts any non-empty key.
     :param public_base_url: base of the audio URLs; default: derived from the request's Host.
     :param faults: fault injection settings; default: none.
+    :param variants: which of the API's allowed answers to give (:mod:`.variants`); default: the schema's.
     """
 
     generation_seconds: float = 3.0
     api_keys: frozenset[str] = frozenset()
     public_base_url: str | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
+    variants: VariantConfig = field(default_factory=VariantConfig)
 
 
 @dataclass(kw_only=True)
@@ -104,9 +107,9 @@ class EmulatorState:
         elapsed = time.monotonic() - gen.created
         if elapsed >= total:
             failed = gen.forced_error or ERROR_MARKER in gen.prompt
-            gen.terminal = "error" if failed else "completed"
+            gen.terminal = self.config.variants.failed_status if failed else "completed"
             return gen.terminal
-        return "queued" if elapsed < 0.2 * total else "generating"
+        return self.config.variants.pending_status(elapsed / total)
 
     def wav(self, gen: Generation) -> bytes:
         """Return the generation's WAV, synthesising it on first use (LRU-cached by size)."""

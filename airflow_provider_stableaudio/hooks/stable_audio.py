@@ -2,45 +2,45 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_stableaudio import __version__, storage
+from airflow_provider_stableaudio import __version__, download
 from airflow_provider_stableaudio.api_errors import (
-    backoff_delay,
     error_from_response,
     redact,
     submission_was_rejected,
 )
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConnectionError,
-    StableAudioDownloadError,
     StableAudioGenerationFailed,
-    StableAudioPermanentError,
     StableAudioResponseError,
     StableAudioRetryableError,
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.responses import Generation, GenerationState, parse_generation
+from airflow_provider_stableaudio.generation_result import (
+    Generation,
+    GenerationState,
+    accepted_id,
+    is_json_object,
+    poll_answer,
+    read_generation,
+)
+from airflow_provider_stableaudio.retry_policy import RetryPolicy, poll_delay
 from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_stableaudio.generation import GenerationRequest
+    from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.storage import OutputPath
 
 GENERATE_PATH = "/v2/generate/audio"
 USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
-# 128 KiB: steady throughput whether memory is warm or cold (docs/performance.md), tiny RSS.
-DOWNLOAD_CHUNK_BYTES = 128 * 1024
 # An id no generation has: polling it proves the key is accepted without paying for anything.
 PROBE_GENERATION_ID = "airflow-connection-test"
 
@@ -54,7 +54,8 @@ class StableAudioHook(BaseHook):
 
     :param conn_id: the Airflow connection to use.
     :param max_retries: how many times a transient failure (429, 5xx, connection error) of one
-        call is retried, with exponential backoff that honours ``Retry-After``.
+        call is retried, with exponential backoff that honours ``Retry-After``; a call given a
+        ``timeout`` never waits past it.
     """
 
     conn_name_attr = "conn_id"
@@ -155,31 +156,41 @@ class StableAudioHook(BaseHook):
             ) from None
         return response.status_code, response.content, response.headers.get("Retry-After")
 
-    def _retry_wait(self, attempt: int, error: StableAudioRetryableError, action: str) -> None:
-        delay = backoff_delay(attempt, retry_after=error.retry_after)
-        self.log.warning(
-            "%s failed (attempt %d of %d), retrying in %.1fs: %s",
-            action,
-            attempt,
-            self.max_retries + 1,
-            delay,
-            error,
-        )
+    def _retry_or_raise(
+        self,
+        failures: int,
+        error: StableAudioRetryableError,
+        *,
+        action: str,
+        deadline: float | None,
+        max_retries: int | None = None,
+    ) -> None:
+        """Sleep before the next attempt, or raise ``error`` when the retry policy gives up."""
+        policy = RetryPolicy(max_retries=self.max_retries if max_retries is None else max_retries)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        delay = policy.delay(failures, retry_after=error.retry_after, remaining=remaining)
+        if delay is None:
+            raise error
+        self.log.warning("%s failed (%d in a row), retrying in %.1fs: %s", action, failures, delay, error)
         time.sleep(delay)
 
-    def submit_generation(self, request: GenerationRequest) -> Generation:
+    def submit_generation(self, request: GenerationRequest, *, timeout: float | None = None) -> Generation:
         """Create a generation; retried only while the API provably created nothing.
 
         :param request: a validated body, from :meth:`GenerationRequest.build`.
+        :param timeout: seconds after which a rejected submission is no longer retried (no wait
+            between attempts runs past it); ``None``: only ``max_retries`` limits the retries.
         :raises StableAudioSubmissionUnknownError: the request may have created a generation but
             no answer came back; it is not sent again, since that could pay twice.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         action = f"submit a {request.model} generation"
         unknown = (
             "The request may have created a generation, so it was not sent again: check the "
             "generations on your AI/ML API account before retrying, or you may pay twice."
         )
-        for attempt in range(1, self.max_retries + 2):
+        failures = 0
+        while True:
             try:
                 status, content, retry_after = self._send("POST", action=action, body=request.to_json())
             except StableAudioConnectionError as failure:
@@ -189,9 +200,9 @@ class StableAudioHook(BaseHook):
             else:
                 if 200 <= status < 300:
                     try:
-                        return self._parse_body(content, action=action)
+                        return read_generation(content, action=action)
                     except StableAudioResponseError as bad_body:
-                        accepted = _accepted_id(content)
+                        accepted = accepted_id(content)
                         if accepted is None:
                             raise StableAudioSubmissionUnknownError(f"{bad_body}. {unknown}") from None
                         # The API took it and said which id: wait for it, whatever status it reported.
@@ -206,32 +217,40 @@ class StableAudioHook(BaseHook):
                 if not isinstance(rejection, StableAudioRetryableError):
                     raise rejection
                 retryable = rejection
-            if attempt > self.max_retries:
-                raise retryable
-            self._retry_wait(attempt, retryable, action)
-        raise AssertionError("unreachable")
+            failures += 1
+            self._retry_or_raise(failures, retryable, action=action, deadline=deadline)
 
-    def get_generation(self, generation_id: str) -> Generation:
-        """Read a generation's current state, retrying transient failures."""
+    def get_generation(
+        self, generation_id: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> Generation:
+        """Read a generation's current state, retrying transient failures.
+
+        :param generation_id: the generation to read.
+        :param timeout: seconds after which a transient failure is no longer retried (no wait
+            between attempts runs past it); ``None``: only ``max_retries`` limits the retries.
+        :param max_retries: this call's retries, instead of the hook's (``0``: one attempt).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         action = f"poll generation {generation_id}"
-        for attempt in range(1, self.max_retries + 2):
+        failures = 0
+        while True:
             try:
                 status, content, retry_after = self._send(
                     "GET", action=action, params={"generation_id": generation_id}
                 )
-                return self._poll_result(
-                    status, content, retry_after, generation_id, secret=self.settings.api_key
-                )
+                return poll_answer(status, content, retry_after, generation_id, secret=self.settings.api_key)
             except StableAudioRetryableError as error:
-                if attempt > self.max_retries:
-                    raise
-                self._retry_wait(attempt, error, action)
-        raise AssertionError("unreachable")
+                failures += 1
+                self._retry_or_raise(
+                    failures, error, action=action, deadline=deadline, max_retries=max_retries
+                )
 
     def wait_for_generation(
         self, generation_id: str, *, poll_interval: float = 10, timeout: float = 900
     ) -> Generation:
         """Poll until the generation completes; transient errors are retried until ``timeout``.
+
+        Polls and retries follow the same policy as the trigger's, and no wait runs past ``timeout``.
 
         :raises StableAudioGenerationFailed: the API reports the generation failed.
         :raises StableAudioTimeoutError: it was still unfinished after ``timeout`` seconds.
@@ -239,27 +258,36 @@ class StableAudioHook(BaseHook):
         started = time.monotonic()
         deadline = started + timeout
         last_status = "unknown"
+        failures = 0
         while True:
+            retry_after = None
             try:
-                generation = self.get_generation(generation_id)
+                generation = self.get_generation(generation_id, max_retries=0)
             except StableAudioRetryableError as error:
-                self.log.warning("Polling generation %s failed, will retry: %s", generation_id, error)
+                failures += 1
+                retry_after = error.retry_after
+                self.log.warning(
+                    "Polling generation %s failed (%d in a row), will retry: %s",
+                    generation_id,
+                    failures,
+                    error,
+                )
             else:
+                failures = 0
                 last_status = generation.status
                 if generation.state is GenerationState.SUCCEEDED:
                     return generation
                 if generation.state is GenerationState.FAILED:
-                    raise StableAudioGenerationFailed(
-                        f"Stable Audio generation {generation_id} failed: {generation.error_message}"
-                    )
+                    raise StableAudioGenerationFailed.for_generation(generation_id, generation.error_message)
                 self.log.info("Generation %s is %s", generation_id, generation.status)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            delay = poll_delay(poll_interval, failures=failures, retry_after=retry_after, remaining=remaining)
+            if delay is None:
                 raise StableAudioTimeoutError(
                     f"Stable Audio generation {generation_id} was still {last_status!r} after "
                     f"{time.monotonic() - started:.0f}s (timeout {timeout:g}s)"
                 )
-            time.sleep(min(poll_interval, remaining))
+            time.sleep(delay)
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove the key is accepted by polling an id that does not exist: free, unlike a generation."""
@@ -280,7 +308,7 @@ class StableAudioHook(BaseHook):
             return False, str(error)
         # A JSON 404 (or 400/200) means the API authenticated the key and looked for the generation;
         # anything else is not this API (a web server answering 404 to every path, say).
-        if _accepted_id(content) is None and not _is_json_object(content):
+        if accepted_id(content) is None and not is_json_object(content):
             return False, f"{self.settings.base_url} answered HTTP {status} without the API's JSON body"
         return True, f"Connected to {self.settings.base_url}: the API accepted the key."
 
@@ -289,10 +317,10 @@ class StableAudioHook(BaseHook):
     def download_audio(self, url: str, path: OutputPath, *, expected_size: int | None = None) -> str:
         """Stream the file at ``url`` to ``path``: whole, or not at all.
 
-        Chunks go to a temporary file beside ``path`` that is moved into place only once every byte
-        arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
-        temporary file is removed and nothing is left at ``path``. The file is never held whole in
-        memory.
+        Streamed through a temporary file moved into place once complete; a transient failure
+        (a dropped or timed-out connection, 429, 5xx, a body cut short) is retried with backoff,
+        up to ``max_retries`` times; an expired URL (403, 404, 410) is not (see
+        ``airflow_provider_stableaudio.download``).
 
         :param url: the audio URL (a CDN URL: sent without the API key).
         :param path: a local path (its folder is created), a URI such as ``s3://bucket/clip.wav``
@@ -301,41 +329,15 @@ class StableAudioHook(BaseHook):
         :return: where the file was written, as a path or URI.
         :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
         """
-        import requests
-
-        target = storage.prepare(path)
-        location = storage.describe(path, target)
-        received = 0
-        try:
-            with (
-                storage.staged_write(target) as out,
-                # identity: the byte counts below are of the file itself, never of a compressed body.
-                self.get_conn().get(
-                    url,
-                    stream=True,
-                    timeout=self.settings.request_timeout,
-                    headers={"Accept-Encoding": "identity"},
-                ) as response,
-            ):
-                if response.status_code != 200:
-                    hint = " (the URL may have expired)" if response.status_code in (403, 404, 410) else ""
-                    raise StableAudioDownloadError(
-                        f"downloading {url} failed with HTTP {response.status_code}{hint}",
-                        url_expired=bool(hint),
-                    )
-                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                    out.write(chunk)
-                    received += len(chunk)
-                announced = response.headers.get("Content-Length")
-                for what, size in (("Content-Length", announced), ("file_size", expected_size)):
-                    if size is not None and str(size) != str(received):
-                        raise StableAudioDownloadError(
-                            f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
-                        )
-        except requests.RequestException as exc:
-            raise StableAudioDownloadError(f"downloading {url} failed after {received} bytes: {exc}") from exc
-        except OSError as exc:
-            raise StableAudioDownloadError(f"writing the audio to {location} failed: {exc}") from exc
+        location, received = download.download_file(
+            self.get_conn(),
+            url,
+            path,
+            timeout=self.settings.request_timeout,
+            expected_size=expected_size,
+            max_retries=self.max_retries,
+            log=self.log,
+        )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location
 
@@ -349,8 +351,6 @@ class StableAudioHook(BaseHook):
         :raises StableAudioRetryableError: a transient failure (429, 5xx, network, malformed body).
         :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
         """
-        import asyncio
-
         from airflow_provider_stableaudio.hooks.async_session import import_aiohttp, shared_client_session
 
         await import_aiohttp()
@@ -376,58 +376,12 @@ class StableAudioHook(BaseHook):
             ):
                 content = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise StableAudioConnectionError(
                 redact(f"could not {action}: {type(exc).__name__}: {exc}", settings.api_key),
                 request_sent=True,
             ) from None
-        return self._poll_result(status, content, retry_after, generation_id, secret=settings.api_key)
-
-    # -- response handling shared by both paths -----------------------------------------------
-
-    @classmethod
-    def _poll_result(
-        cls, status: int, content: bytes, retry_after: str | None, generation_id: str, *, secret: str
-    ) -> Generation:
-        action = f"poll generation {generation_id}"
-        if 200 <= status < 300:
-            return cls._parse_body(content, action=action, generation_id=generation_id)
-        error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
-        if status == 404:
-            raise StableAudioPermanentError(
-                f"{error}. Generation {generation_id} is unknown to the API (wrong id, another account, "
-                "or expired).",
-                status_code=404,
-                request_id=error.request_id,
-            )
-        raise error
-
-    @staticmethod
-    def _parse_body(content: bytes, *, action: str, generation_id: str | None = None) -> Generation:
-        try:
-            body = json.loads(content)
-        except ValueError:
-            raise StableAudioResponseError(
-                f"the API's answer to {action} is not JSON: {content[:200]!r}"
-            ) from None
-        return parse_generation(body, generation_id=generation_id)
-
-
-def _is_json_object(content: bytes) -> bool:
-    try:
-        return isinstance(json.loads(content), dict)
-    except ValueError:
-        return False
-
-
-def _accepted_id(content: bytes) -> str | None:
-    """The generation id in a 2xx body that is otherwise unreadable, if there is one."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return None
-    gen_id = (body.get("id") or body.get("generation_id")) if isinstance(body, dict) else None
-    return gen_id if isinstance(gen_id, str) and gen_id else None
+        return poll_answer(status, content, retry_after, generation_id, secret=settings.api_key)
 
 
 def _never_connected(exc: Exception) -> bool:
@@ -439,11 +393,6 @@ def _never_connected(exc: Exception) -> bool:
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _mask(secret: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -14,58 +15,30 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
-    StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.task_failure import fail_without_retries
+from airflow_provider_stableaudio.waiting import (
+    default_deferrable,
+    defer_to_trigger,
+    positive_seconds,
+    ran_out_of_time,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_stableaudio.responses import Generation
+    from airflow_provider_stableaudio.generation_result import Generation
     from airflow_provider_stableaudio.storage import OutputPath
 
 # Key in the task's durable state (Airflow >= 3.3) holding the submitted generation.
 STATE_KEY = "stableaudio_generation"
-# The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
-DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
-
-
-def defer_to_trigger(
-    task: Any, *, hook: StableAudioHook, generation_id: str, poll_interval: float, timeout: float
-) -> None:
-    """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
-
-    The task's own deferral timeout runs past the trigger's deadline plus its last poll and a margin,
-    so the trigger's clearer ``timeout`` event arrives first.
-    """
-    import time
-
-    from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-
-    task.defer(
-        trigger=StableAudioGenerationTrigger(
-            conn_id=hook.conn_id,
-            generation_id=generation_id,
-            poll_interval=poll_interval,
-            end_time=time.time() + timeout,
-        ),
-        method_name="execute_complete",
-        timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,
-    )
-
-
-def positive_seconds(name: str, value: Any) -> float:
-    """``value`` (a number or timedelta) as seconds, or a :class:`StableAudioConfigError` naming ``name``."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise StableAudioConfigError(f"{name} must be a number of seconds greater than 0, got {value!r}")
-    return float(seconds)
 
 
 class StableAudioGenerateOperator(BaseOperator):
@@ -82,11 +55,18 @@ class StableAudioGenerateOperator(BaseOperator):
     :param model: the API model id (templated).
     :param conn_id: the Stable Audio connection.
     :param poll_interval: seconds between status checks.
-    :param timeout: seconds to wait for the generation (number or timedelta; default 15 min).
-    :param deferrable: wait in the triggerer, not on a worker (default True).
+    :param timeout: seconds to wait for the generation (number or timedelta; default 15 min). A
+        shorter ``execution_timeout`` ends the wait too, deferred or not (``AirflowTaskTimeout``,
+        retried as any execution timeout); ``timeout`` ends it with ``StableAudioTimeoutError``.
+    :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
+        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
     :param wait_for_completion: when False, return the generation id right after submitting.
     :param output_path: download the audio here once completed: a local path, a URI
         (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).
+    :param durable: keep the submitted generation in the task's durable state, so that a later
+        try of this task instance (a retry, or a run after a Clear) waits for it instead of paying
+        for a new one (default True). ``False`` submits anew on every try. Needs Airflow 3.3's
+        durable task state: on older versions every try submits anew, and giving it warns so.
     """
 
     template_fields: Sequence[str] = (
@@ -111,12 +91,21 @@ class StableAudioGenerateOperator(BaseOperator):
         conn_id: str = StableAudioHook.default_conn_name,
         poll_interval: float = 10,
         timeout: float | timedelta = timedelta(minutes=15),
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         wait_for_completion: bool = True,
         output_path: OutputPath | None = None,
+        durable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if durable is not None:
+            from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+            if not AIRFLOW_V_3_3_PLUS:  # as common-compat's ResumableJobMixin stand-in warns
+                warnings.warn(
+                    "`durable` has no effect on Airflow versions below 3.3.", UserWarning, stacklevel=2
+                )
+        self.durable = durable is not False
         self.prompt = prompt
         self.seconds_total = seconds_total
         self.seconds_start = seconds_start
@@ -125,7 +114,7 @@ class StableAudioGenerateOperator(BaseOperator):
         self.conn_id = conn_id
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.timeout = positive_seconds("timeout", timeout)
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_for_completion = wait_for_completion
         self.output_path = output_path
         if output_path is not None and not wait_for_completion:
@@ -147,18 +136,14 @@ class StableAudioGenerateOperator(BaseOperator):
             steps=self.steps,
         )
 
+    @fail_without_retries
     def execute(self, context: Context) -> str:
         request = self.build_request()
         prepare_output_path(self.output_path)
-        # Airflow >= 3.3 keeps this store across tries of the task; older versions have none.
-        store = context.get("task_state_store")
-        try:
-            generation = self._reattach(store, request) or self._submit(store, request)
-        except StableAudioSubmissionUnknownError as error:
-            # A retry of the task would send the request again and might pay twice: no retries.
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
-            raise AirflowFailException(str(error)) from error
+        # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
+        # [state_store] clear_on_success is set); older versions have none.
+        store = context.get("task_state_store") if self.durable else None
+        generation = self._reattach(store, request) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
             return generation.id
@@ -177,11 +162,21 @@ class StableAudioGenerateOperator(BaseOperator):
         return self._finish(context, generation)
 
     def _submit(self, store: Any, request: GenerationRequest) -> Generation:
-        generation = self.hook.submit_generation(request)
+        generation = self.hook.submit_generation(request, timeout=self.timeout)
         # First thing after the API accepted it, so that a retry of this task re-attaches to it
         # instead of paying for a second generation.
         if store is not None:
-            store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            try:
+                store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+            except Exception:
+                # The generation is paid for and its id known: failing now would make the retry
+                # pay again. Carry on; only a later retry loses the way back to it.
+                self.log.warning(
+                    "Could not save generation %s in the task's state; waiting for it anyway, but a "
+                    "retry of this task would submit a new one",
+                    generation.id,
+                    exc_info=True,
+                )
         self.log.info(
             "Submitted Stable Audio generation %s (%s credits): %s",
             generation.id,
@@ -197,7 +192,7 @@ class StableAudioGenerateOperator(BaseOperator):
             return None
         generation_id = saved["generation_id"]
         try:
-            generation = self.hook.get_generation(generation_id)
+            generation = self.hook.get_generation(generation_id, timeout=self.timeout)
         except StableAudioPermanentError as error:
             self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
             return None
@@ -219,19 +214,18 @@ class StableAudioGenerateOperator(BaseOperator):
 
         discard_staged_files()
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event."""
         try:
             generation = generation_from_event(event)
         except StableAudioTimeoutError as error:
-            raise StableAudioTimeoutError(f"{error} (timeout {self.timeout:g}s)") from None
+            raise ran_out_of_time(self, error, self.timeout) from None
         return self._finish(context, generation)
 
     def _finish(self, context: Context, generation: Generation) -> str:
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed(
-                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
-            )
+            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
         request = self.build_request()
         # A failed download keeps the stored generation: the next try downloads again, and never
         # pays for a new clip because a CDN answered 404 once.

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_stableaudio.delivery import deliver_generation
 from airflow_provider_stableaudio.events import generation_from_event
-from airflow_provider_stableaudio.exceptions import StableAudioGenerationFailed, StableAudioRetryableError
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioGenerationFailed,
+    StableAudioRetryableError,
+    StableAudioTimeoutError,
+)
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.links import StableAudioClipLink
-from airflow_provider_stableaudio.operators.stable_audio import defer_to_trigger
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.task_failure import fail_without_retries
+from airflow_provider_stableaudio.waiting import (
+    default_deferrable,
+    defer_to_trigger,
+    positive_seconds,
+    ran_out_of_time,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,9 +45,13 @@ class StableAudioGenerationSensor(BaseSensorOperator):
     :param conn_id: the Stable Audio connection.
     :param output_path: download the audio here once completed: a local path, a URI or an
         ``ObjectStoragePath`` (templated).
-    :param deferrable: wait in the triggerer, not on a worker (default True).
-    :param poke_interval: seconds between status checks (default 10).
-    :param timeout: seconds to wait before failing (default 15 min).
+    :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
+        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
+    :param poke_interval: seconds between status checks, greater than 0 (default 10).
+    :param timeout: seconds to wait before failing (default 15 min). Deferred or not, running out of
+        time raises ``AirflowSensorTimeout`` (no task retries), or skips the task with
+        ``soft_fail=True``; ``never_fail=True`` skips it on any failure, as for every sensor. A
+        shorter ``execution_timeout`` also ends the deferred wait (``AirflowTaskTimeout``).
     """
 
     template_fields: Sequence[str] = ("generation_id", "output_path")
@@ -50,16 +64,18 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         generation_id: str,
         conn_id: str = StableAudioHook.default_conn_name,
         output_path: OutputPath | None = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poke_interval: float | timedelta = 10,
         timeout: float | timedelta = timedelta(minutes=15),
         **kwargs: Any,
     ) -> None:
+        # 0 would make the trigger poll without a pause; the operator rejects poll_interval=0 too.
+        poke_interval = positive_seconds("poke_interval", poke_interval)
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.generation_id = generation_id
         self.conn_id = conn_id
         self.output_path = output_path
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     @cached_property
     def hook(self) -> StableAudioHook:
@@ -69,7 +85,10 @@ class StableAudioGenerationSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: no deferral at all for a generation that already ended.
-        result = self.poke(context)
+        try:
+            result = self.poke(context)
+        except Exception as error:
+            self._fail_as_a_sensor(error)
         if isinstance(result, PokeReturnValue):
             return result.xcom_value
         defer_to_trigger(
@@ -80,9 +99,12 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             timeout=self.timeout,
         )
 
+    @fail_without_retries
     def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
-            generation = self.hook.get_generation(self.generation_id)
+            # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
+            # not hold its worker slot sleeping through backoff).
+            generation = self.hook.get_generation(self.generation_id, max_retries=0)
         except StableAudioRetryableError as error:
             self.log.warning("Could not read generation %s this time: %s", self.generation_id, error)
             return False
@@ -90,9 +112,7 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             self.log.info("Generation %s is %s", self.generation_id, generation.status)
             return False
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed(
-                f"Stable Audio generation {generation.id} failed: {generation.error_message}"
-            )
+            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
         url = deliver_generation(
             context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
         )
@@ -104,12 +124,44 @@ class StableAudioGenerationSensor(BaseSensorOperator):
 
         discard_staged_files()
 
+    @fail_without_retries
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        """Resume after the trigger: fail on anything but a ``success`` event."""
-        return deliver_generation(
-            context=context,
-            hook=self.hook,
-            generation=generation_from_event(event, generation_id=self.generation_id),
-            output_path=self.output_path,
-            log=self.log,
+        """Resume after the trigger: fail on anything but a ``success`` event, as a sensor fails."""
+        try:
+            return deliver_generation(
+                context=context,
+                hook=self.hook,
+                generation=generation_from_event(event, generation_id=self.generation_id),
+                output_path=self.output_path,
+                log=self.log,
+            )
+        except StableAudioTimeoutError as error:
+            self._fail_as_a_sensor(ran_out_of_time(self, error, self.timeout))
+        except Exception as error:
+            self._fail_as_a_sensor(error)
+
+    def _fail_as_a_sensor(self, error: BaseException) -> NoReturn:
+        """Raise what ``BaseSensorOperator`` makes of ``error`` in poke mode, for the deferred path too.
+
+        Running out of time is ``AirflowSensorTimeout`` (never retried), or a skip with
+        ``soft_fail``; ``never_fail`` skips on any error.
+        """
+        from airflow.providers.common.compat.sdk import (
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            AirflowTaskTimeout,
         )
+
+        failure: BaseException = error
+        if isinstance(error, StableAudioTimeoutError):
+            failure = AirflowSensorTimeout(str(error))
+        soft_failures = (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException)
+        if not isinstance(error, AirflowSkipException) and (
+            self.never_fail or (self.soft_fail and isinstance(failure, soft_failures))
+        ):
+            setting = "never_fail" if self.never_fail else "soft_fail"
+            failure = AirflowSkipException(f"Skipping because {setting} is set: {error}")
+        if failure is error:
+            raise error
+        raise failure from error

@@ -9,30 +9,28 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_stableaudio.api_errors import backoff_delay
-from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
+from airflow_provider_stableaudio.events import error_event, refusal_event, success_event, timeout_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
     StableAudioRetryableError,
 )
+from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
-from airflow_provider_stableaudio.responses import GenerationState
+from airflow_provider_stableaudio.retry_policy import poll_delay
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-# Each gap is 90-100% of the interval: polls stay spread out and never come later than asked.
-POLL_JITTER = 0.1
 
 
 class StableAudioGenerationTrigger(BaseTrigger):
     """Wait for a Stable Audio generation to end, without holding a worker slot.
 
-    Yields exactly one event: ``success`` (the audio file and credits), ``error`` (the generation
-    failed, or the API refused the poll for good: 401, 403, 404) or ``timeout`` (still unfinished at
-    ``end_time``). Transient poll failures (429, 5xx, network, malformed bodies) are retried with
-    backoff until ``end_time``. Running it again (a triggerer restart) only polls again.
+    Yields exactly one event: ``success`` (the audio file and credits), ``error`` (its ``reason``:
+    the generation failed, the API refused the key (401, 403) or the poll (404), or the connection
+    cannot be used) or ``timeout`` (still unfinished at ``end_time``). Transient poll failures
+    (429, 5xx, network, malformed bodies) are retried with backoff until ``end_time``. Running it
+    again (a triggerer restart) only polls again.
 
     :param conn_id: the Stable Audio connection.
     :param generation_id: the generation to wait for.
@@ -77,16 +75,14 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 random.uniform(0, max(0.0, min(self.poll_interval, self.end_time - time.time())))
             )
             while True:
-                delay = self.poll_interval * random.uniform(1 - POLL_JITTER, 1)
+                retry_after = None
                 try:
                     generation = await hook.aget_generation(self.generation_id)
                 except (StableAudioPermanentError, StableAudioConfigError) as error:
-                    return error_event(self.generation_id, str(error))
+                    return refusal_event(self.generation_id, error)
                 except StableAudioRetryableError as error:
                     failures += 1
-                    delay = max(
-                        delay, backoff_delay(failures, base=self.poll_interval, retry_after=error.retry_after)
-                    )
+                    retry_after = error.retry_after
                     self.log.warning(
                         "Polling generation %s failed (%d in a row), retrying: %s",
                         self.generation_id,
@@ -102,11 +98,17 @@ class StableAudioGenerationTrigger(BaseTrigger):
                         return error_event(
                             self.generation_id, generation.error_message or f"status {generation.status!r}"
                         )
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
+                # The same policy as the synchronous wait: jittered interval, backoff after failures.
+                delay = poll_delay(
+                    self.poll_interval,
+                    failures=failures,
+                    retry_after=retry_after,
+                    remaining=self.end_time - time.time(),
+                )
+                if delay is None:
                     return timeout_event(
                         self.generation_id,
                         f"still {last_status!r} at the deadline, after waiting {time.time() - started:.0f}s "
                         "in this trigger",
                     )
-                await asyncio.sleep(min(delay, remaining))
+                await asyncio.sleep(delay)

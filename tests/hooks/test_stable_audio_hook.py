@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import wave
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioConnectionError,
-    StableAudioDownloadError,
     StableAudioGenerationFailed,
     StableAudioPermanentError,
     StableAudioResponseError,
@@ -21,10 +19,12 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation import GenerationRequest
+from airflow_provider_stableaudio.generation_request import GenerationRequest
+from airflow_provider_stableaudio.generation_result import GenerationState
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAudioHook
-from airflow_provider_stableaudio.responses import GenerationState
 from tests.conftest import API_KEY, set_connection
+from tests.fake_clock import FakeClock, fake_clock
 from tests.scripted_server import Reply
 
 QUEUED = {"id": "gen-1:stable-audio", "status": "queued", "meta": {"usage": {"credits_used": 2520}}}
@@ -35,10 +35,10 @@ def request(**params: object) -> GenerationRequest:
     return GenerationRequest.build(prompt="a bright marimba melody", seconds_total=2, steps=10, **params)
 
 
-def fast_hook(**kwargs: object) -> StableAudioHook:
-    hook = StableAudioHook(**kwargs)  # type: ignore[arg-type]
-    hook._retry_wait = lambda attempt, error, action: None  # type: ignore[method-assign]
-    return hook
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The hook's waits, recorded and skipped."""
+    return fake_clock(monkeypatch, hook_module)
 
 
 def test_submit_poll_wait_download(connection, tmp_path: Path) -> None:
@@ -75,12 +75,6 @@ def test_every_api_call_sends_bearer_key_and_user_agent(scripted) -> None:
     assert seen.headers["Authorization"] == f"Bearer {API_KEY}"
     assert seen.headers["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("airflow-provider-stableaudio/")
-
-
-def test_download_sends_no_key(scripted, tmp_path: Path) -> None:
-    scripted.script(Reply(200, b"RIFF1234"))
-    StableAudioHook().download_audio(scripted.base_url + "/files/x.wav", tmp_path / "x.wav")
-    assert "Authorization" not in scripted.seen[0].headers
 
 
 def test_wrong_key_is_permanent_and_never_echoed(emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,31 +142,31 @@ def test_missing_key_and_bad_url_fail_before_any_request(emulator, monkeypatch: 
     assert emulator.ledger()["requests"] == []
 
 
-def test_poll_retries_429_and_5xx_then_succeeds(scripted) -> None:
+def test_poll_retries_429_and_5xx_then_succeeds(scripted, clock: FakeClock) -> None:
     scripted.script(
         Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
         Reply(503, {"message": "maintenance", "statusCode": 503}),
         Reply(200, b"not json"),
         Reply(200, {"id": "g", "status": "generating"}),
     )
-    assert fast_hook().get_generation("g").status == "generating"
+    assert StableAudioHook().get_generation("g").status == "generating"
     assert len(scripted.seen) == 4
 
 
-def test_poll_gives_up_after_max_retries(scripted) -> None:
+def test_poll_gives_up_after_max_retries(scripted, clock: FakeClock) -> None:
     scripted.script(*[Reply(502, b"bad gateway")] * 3)
     with pytest.raises(StableAudioRetryableError, match="HTTP 502"):
-        fast_hook(max_retries=2).get_generation("g")
+        StableAudioHook(max_retries=2).get_generation("g")
     assert len(scripted.seen) == 3
 
 
-def test_submit_retries_only_rejections(scripted) -> None:
+def test_submit_retries_only_rejections(scripted, clock: FakeClock) -> None:
     scripted.script(
         Reply(429, ENVELOPE, headers={"Retry-After": "0"}),
         Reply(503, {"message": "under maintenance", "statusCode": 503}),
         Reply(200, QUEUED),
     )
-    assert fast_hook().submit_generation(request()).id == "gen-1:stable-audio"
+    assert StableAudioHook().submit_generation(request()).id == "gen-1:stable-audio"
     assert [s.method for s in scripted.seen] == ["POST"] * 3
 
 
@@ -181,43 +175,20 @@ def test_submit_retries_only_rejections(scripted) -> None:
     [Reply(504, {"message": "Generation timeout", "statusCode": 504}),
      Reply(502, b"<html>bad gateway</html>"), Reply(200, b"{not json"), Reply(drop=True)],
 )  # fmt: skip
-def test_submit_with_unknown_outcome_is_never_resent(scripted, reply: Reply) -> None:
+def test_submit_with_unknown_outcome_is_never_resent(scripted, reply: Reply, clock: FakeClock) -> None:
     scripted.script(reply, Reply(200, QUEUED))
     with pytest.raises(StableAudioSubmissionUnknownError, match="not sent again"):
-        fast_hook().submit_generation(request())
+        StableAudioHook().submit_generation(request())
     assert len(scripted.seen) == 1
 
 
-def test_submit_retries_when_the_connection_was_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_retries_when_the_connection_was_refused(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
     set_connection(monkeypatch, host="http://127.0.0.1:9", password=API_KEY)  # nothing listens on port 9
     with pytest.raises(StableAudioConnectionError) as caught:
-        fast_hook(max_retries=1).submit_generation(request())
+        StableAudioHook(max_retries=1).submit_generation(request())
     assert caught.value.request_sent is False
-
-
-@pytest.mark.parametrize(
-    ("reply", "words"),
-    [(Reply(404, b"gone"), "HTTP 404 (the URL may have expired)"),
-     (Reply(200, b"RIFF" + b"x" * 50, declared_length=200), "Connection broken: IncompleteRead"),
-     (Reply(200, b"RIFF" + b"x" * 96), "got 100 bytes but file_size says 5000")],
-)  # fmt: skip
-def test_failed_download_leaves_nothing(scripted, tmp_path: Path, reply: Reply, words: str) -> None:
-    scripted.script(reply)
-    target = tmp_path / "clip.wav"
-    with pytest.raises(StableAudioDownloadError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        StableAudioHook().download_audio(scripted.base_url + "/f.wav", target, expected_size=5000)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_download_replaces_an_existing_file_whole(connection, tmp_path: Path) -> None:
-    hook = StableAudioHook()
-    done = hook.wait_for_generation(hook.submit_generation(request()).id, poll_interval=0.1, timeout=10)
-    target = tmp_path / "clip.wav"
-    target.write_bytes(b"old")
-    hook.download_audio(done.audio_file.url, target)  # type: ignore[union-attr]
-    served = connection.ledger()["generations"][0]["bytes_served"]
-    assert target.stat().st_size == served
-    assert hashlib.sha256(target.read_bytes()).hexdigest() != hashlib.sha256(b"old").hexdigest()
 
 
 def test_async_poll_matches_sync(connection) -> None:
@@ -249,3 +220,42 @@ def test_async_malformed_body_is_retryable(scripted) -> None:
 
     with pytest.raises(StableAudioResponseError, match="not JSON"):
         asyncio.run(poll())
+
+
+def test_accepted_id_with_an_unreadable_status_is_kept(scripted) -> None:
+    scripted.script(Reply(200, {"generation_id": "old-style-id"}))
+    generation = StableAudioHook().submit_generation(GenerationRequest.build(prompt="x"))
+    assert (generation.id, generation.state) == ("old-style-id", GenerationState.PENDING)
+
+
+def test_connection_test_needs_the_apis_answer(scripted) -> None:
+    scripted.script(Reply(404, b"<html>Not Found</html>", headers={"Content-Type": "text/html"}))
+    ok, message = StableAudioHook().test_connection()
+    assert not ok
+    assert "without the API's JSON body" in message
+
+
+RETRY_AFTER_600 = Reply(429, ENVELOPE, headers={"Retry-After": "600"})
+
+
+def test_sync_wait_never_sleeps_past_its_timeout(scripted, clock: FakeClock) -> None:
+    scripted.script(*[RETRY_AFTER_600] * 10)
+    with pytest.raises(StableAudioTimeoutError, match="still 'unknown'"):
+        StableAudioHook().wait_for_generation("g", poll_interval=10, timeout=900)
+    assert sum(clock.sleeps) <= 900
+    assert len(scripted.seen) == 3  # at 0 s, 600 s and, the last chance, at the deadline
+
+
+@pytest.mark.parametrize("call", ["submit", "poll"])
+def test_call_retries_end_at_the_callers_timeout(scripted, clock: FakeClock, call: str) -> None:
+    scripted.script(*[RETRY_AFTER_600] * 10)
+    hook = StableAudioHook()
+    attempt = (
+        (lambda: hook.submit_generation(request(), timeout=100))
+        if call == "submit"
+        else (lambda: hook.get_generation("g", timeout=100))
+    )
+    with pytest.raises(StableAudioRetryableError, match="HTTP 429"):
+        attempt()
+    assert clock.sleeps == [100]
+    assert len(scripted.seen) == 2

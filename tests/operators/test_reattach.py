@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 import airflow
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_stableaudio.exceptions import StableAudioTimeoutError
+from airflow_provider_stableaudio.exceptions import StableAudioDownloadError, StableAudioTimeoutError
 from airflow_provider_stableaudio.operators.stable_audio import STATE_KEY
 from tests.operators.test_stable_audio_operator import RecordingTI, operator
 
@@ -113,3 +115,80 @@ def test_airflow_retry_re_attaches_end_to_end(connection) -> None:
     (generation,) = connection.ledger()["generations"]
     assert generation["polls"] >= 2
     assert run.get_task_instance("generate").try_number == 2
+
+
+def test_a_404_download_keeps_the_generation_for_the_next_try(connection, tmp_path: Path) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    connection.set_faults(rate_download_404=1.0)
+    with pytest.raises(StableAudioDownloadError, match="may have expired") as caught:
+        operator(deferrable=False, output_path=str(tmp_path / "c.wav")).execute(a_try(store))
+    assert caught.value.url_expired
+    # A CDN 404 may be passing: the next try downloads the same clip again rather than pay anew.
+    connection.clear_faults()
+    operator(deferrable=False, output_path=str(tmp_path / "c.wav")).execute(a_try(store))
+    assert STATE_KEY in store.values
+    assert len(connection.ledger()["generations"]) == 1
+    assert (tmp_path / "c.wav").exists()
+
+
+# -- durable=False: a fresh clip on every try, after a Clear too --------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`durable` has no effect:UserWarning")  # Airflow < 3.3
+def test_durable_false_submits_a_fresh_generation_after_a_clear(connection) -> None:
+    # The store survives a Clear of a succeeded task on Airflow 3.3 (unless clear_on_success is set).
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    first = operator(deferrable=False).execute(a_try(store))
+    assert operator(deferrable=False).execute(a_try(store)) == first  # durable: the same clip back
+    fresh = operator(deferrable=False, durable=False).execute(a_try(store))
+    assert fresh != first
+    assert len(connection.ledger()["generations"]) == 2
+
+
+@pytest.mark.filterwarnings("ignore:`durable` has no effect:UserWarning")  # Airflow < 3.3
+def test_durable_false_neither_reads_nor_writes_the_store(connection) -> None:
+    store = MemoryStore()
+    connection.set_generation_seconds(60)
+    with pytest.raises(TaskDeferred):
+        operator(durable=False).execute(a_try(store))
+    assert store.values == {}
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_durable_warns_that_it_has_no_effect_before_airflow_3_3(
+    monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    from airflow.providers.common.compat import version_compat
+
+    monkeypatch.setattr(version_compat, "AIRFLOW_V_3_3_PLUS", False)
+    with pytest.warns(UserWarning, match="`durable` has no effect on Airflow versions below 3.3"):
+        operator(durable=durable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        operator()  # left at its default: nothing to warn about
+        monkeypatch.setattr(version_compat, "AIRFLOW_V_3_3_PLUS", True)
+        operator(durable=durable)
+
+
+class FailingStore(MemoryStore):
+    """A ``task_state_store`` whose writes fail (the API server unreachable, say)."""
+
+    def set(self, key: str, value: Any) -> None:
+        raise RuntimeError("state store unavailable")
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_failed_state_save_keeps_waiting_for_the_paid_generation(connection, deferrable: bool) -> None:
+    connection.set_generation_seconds(0 if not deferrable else 60)
+    ctx = a_try(FailingStore())
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute(ctx)
+        waited_for = deferred.value.trigger.generation_id
+    else:
+        operator(deferrable=False).execute(ctx)
+        waited_for = ctx["ti"].xcom("audio_file")["generation_id"]
+    (generation,) = connection.ledger()["generations"]
+    assert ctx["ti"].xcom("generation_id") == waited_for == generation["id"]

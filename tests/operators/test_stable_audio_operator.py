@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 import time
 import wave
@@ -10,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
+from airflow_provider_stableaudio import download
 from airflow_provider_stableaudio.events import error_event, success_event, timeout_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
@@ -20,8 +23,11 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioTimeoutError,
     StableAudioValidationError,
 )
+from airflow_provider_stableaudio.hooks import stable_audio as hook_module
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
+from tests.conftest import API_KEY, set_connection
+from tests.fake_clock import fake_clock
 from tests.scripted_server import Reply
 
 
@@ -80,21 +86,28 @@ def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
     ("kwargs", "words"),
     [({"prompt": " "}, "prompt must be a non-empty string"),
      ({"seconds_total": 48}, "seconds_total must be an integer from 1 to 47, got 48"),
-     ({"seconds_total": "30"}, "render_template_as_native_obj"),
+     ({"seconds_total": "thirty"}, "seconds_total must be an integer from 1 to 47, got 'thirty' (str)"),
      ({"steps": 0}, "steps must be an integer from 1 to 1000, got 0"),
      ({"model": "stable-audio-3"}, "model must be one of ['stable-audio']")],
 )  # fmt: skip
 def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str) -> None:
-    with pytest.raises(StableAudioValidationError) as caught:
+    with pytest.raises(AirflowFailException) as caught:
         operator(**kwargs).execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioValidationError)
     assert words in str(caught.value)
     assert connection.ledger()["requests"] == []
+
+
+def test_numbers_rendered_as_text_by_a_template_are_sent_as_integers(connection) -> None:
+    operator(seconds_total=" 3 ", steps="12", wait_for_completion=False).execute(context())
+    (generation,) = connection.ledger()["generations"]
+    assert (generation["seconds_total"], generation["steps"]) == (3, 12)
 
 
 def test_unusable_output_folder_fails_before_any_request(connection, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StableAudioConfigError, match=r"output_path folder .* cannot be created"):
+    with pytest.raises(AirflowFailException, match=r"output_path folder .* cannot be created"):
         operator(output_path=str(blocker / "sub" / "clip.wav")).execute(context())
     assert connection.ledger()["requests"] == []
 
@@ -176,3 +189,67 @@ def test_already_completed_at_submission_does_not_defer(scripted) -> None:
     assert operator().execute(ctx) == "https://cdn.example/g.wav"
     assert [k for k, _ in ctx["ti"].pushed] == ["generation_id", "audio_file"]
     assert len(scripted.seen) == 1
+
+
+def test_unknown_submission_outcome_fails_the_task_without_retries(scripted) -> None:
+    scripted.script(Reply(drop=True))
+    with pytest.raises(AirflowFailException, match="not sent again"):
+        operator().execute(context())
+    assert len(scripted.seen) == 1
+
+
+def test_a_synchronous_wait_ends_at_its_timeout_whatever_retry_after_says(
+    scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock(monkeypatch, hook_module)
+    queued = {"id": "g", "status": "queued"}
+    slow_down = Reply(429, {"message": "slow down", "statusCode": 429}, headers={"Retry-After": "600"})
+    scripted.script(Reply(200, queued), *[slow_down] * 20)
+    with pytest.raises(StableAudioTimeoutError, match="timeout 900s"):
+        operator(deferrable=False, timeout=900).execute(context())
+    assert sum(clock.sleeps) <= 900
+
+
+def test_a_download_cut_short_once_is_retried_in_the_task(
+    connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before Airflow 3.3 (no task state) a task retry pays for a new generation: the task retries
+    # the download itself. The emulator's documented draws: one random() per download, seeded.
+    clock = fake_clock(monkeypatch, download)
+    rate = 0.5
+    seed = next(n for n in range(1000) if (draws := random.Random(n)).random() < rate <= draws.random())
+    connection.set_generation_seconds(0)
+    connection.set_faults(rate_download_truncated=rate, seed=seed)
+    target = tmp_path / "clip.wav"
+    operator(deferrable=False, output_path=str(target)).execute(
+        {"ti": RecordingTI(), "task_state_store": None}
+    )
+    ledger = connection.ledger()
+    assert ledger["faults"]["download_truncated"] == 1
+    assert len(ledger["generations"]) == 1
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == ledger["generations"][0]["sha256"]
+    assert len(clock.sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [("bad input", "seconds_total must be an integer from 1 to 47, got 48"),
+     ("unusable connection", "has no API key"),
+     ("unusable output_path", "no filesystem for this scheme")],
+)  # fmt: skip
+def test_input_and_config_errors_fail_without_task_retries(
+    emulator, monkeypatch: pytest.MonkeyPatch, case: str, words: str
+) -> None:
+    # They fail the same way on every try: AirflowFailException skips the task's retries.
+    set_connection(
+        monkeypatch, host=emulator.base_url, password="" if case == "unusable connection" else API_KEY
+    )
+    kwargs = {
+        "bad input": {"seconds_total": 48},
+        "unusable connection": {},
+        "unusable output_path": {"output_path": "nosuchscheme://bucket/clip.wav"},
+    }[case]
+    with pytest.raises(AirflowFailException, match=re.escape(words)) as caught:
+        operator(**kwargs).execute(context())
+    assert isinstance(caught.value.__cause__, (StableAudioValidationError, StableAudioConfigError))
+    assert emulator.ledger()["requests"] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 DEFAULT_MODEL = "stable-audio"
+# A whole number written as text, as a template such as "{{ params.seconds }}" renders it.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -37,17 +40,18 @@ class IntField:
     required: bool = False
 
     def check(self, value: Any) -> int:
+        """``value`` as an int in range: an int, or a string holding a whole number (``"8"``, ``" 8 "``).
+
+        Templates render to text unless the DAG sets ``render_template_as_native_obj``, so
+        ``"{{ params.seconds }}"`` arrives as ``"8"``; ``"8.5"``, ``"eight"`` and ``True`` do not pass.
+        """
         allowed = f"an integer from {self.minimum} to {self.maximum}"
-        # bool is an int subclass; a string here usually means a template rendered to text.
+        if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+            value = int(value)
+        # bool is an int subclass, and never a count of seconds or steps.
         if isinstance(value, bool) or not isinstance(value, int):
-            hint = (
-                " (a template rendered it as text: pass a number, or set render_template_as_native_obj=True)"
-                if isinstance(value, str)
-                else ""
-            )
             raise StableAudioValidationError(
-                f"{self.name} must be {allowed}, got {value!r} ({type(value).__name__}){hint}",
-                field=self.name,
+                f"{self.name} must be {allowed}, got {value!r} ({type(value).__name__})", field=self.name
             )
         if not self.minimum <= value <= self.maximum:
             raise StableAudioValidationError(f"{self.name} must be {allowed}, got {value}", field=self.name)

@@ -15,7 +15,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioResponseError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.responses import GenerationState, parse_generation
+from airflow_provider_stableaudio.generation_result import GenerationState, parse_generation
 
 COMPLETED = {
     "id": "ed58c4e0-2ed6-429f-91a1-b2c13a89ff46:stable-audio",

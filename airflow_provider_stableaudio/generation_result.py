@@ -1,4 +1,4 @@
-"""Reading the API's generation bodies into typed results: the status model. No Airflow imports."""
+"""Reading the API's answers about a generation into typed results: the status model. No Airflow imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_provider_stableaudio.exceptions import StableAudioResponseError
+from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact, shorten
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioKeyRefusedError,
+    StableAudioPermanentError,
+    StableAudioResponseError,
+)
 
 
 class GenerationState(enum.Enum):
@@ -30,13 +35,10 @@ STATUS_STATES: dict[str, GenerationState] = {
     "failed": GenerationState.FAILED,
 }
 
-_QUOTE_LIMIT = 500
-
 
 def quote_body(body: Any) -> str:
     """A short, single-line rendering of a response body for error messages."""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "...(truncated)"
+    return shorten(body if isinstance(body, str) else json.dumps(body, default=str))
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ def _optional_int(value: Any) -> int | None:
 def _error_message(error: Any) -> str | None:
     if isinstance(error, dict):
         parts = [str(error[k]) for k in ("name", "message") if error.get(k)]
-        return ": ".join(parts) if parts else json.dumps(error)
-    return str(error) if error else None
+        return shorten(": ".join(parts) if parts else json.dumps(error))
+    return shorten(str(error)) if error else None
 
 
 def parse_generation(body: Any, *, generation_id: str | None = None) -> Generation:
@@ -131,3 +133,72 @@ def parse_generation(body: Any, *, generation_id: str | None = None) -> Generati
         error_message=_error_message(body.get("error")) if state is GenerationState.FAILED else None,
         credits_used=credits_used,
     )
+
+
+def read_generation(content: bytes, *, action: str, generation_id: str | None = None) -> Generation:
+    """Parse a 2xx body of ``/v2/generate/audio``.
+
+    :param action: what was being done, for the message.
+    :raises StableAudioResponseError: the body is not JSON or not a generation.
+    """
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise StableAudioResponseError(
+            f"the API's answer to {action} is not JSON: {content[:200]!r}"
+        ) from None
+    return parse_generation(body, generation_id=generation_id)
+
+
+def poll_answer(
+    status: int, content: bytes, retry_after: str | None, generation_id: str, *, secret: str
+) -> Generation:
+    """The generation in the answer to a poll, or the error it reports (sync and async paths alike).
+
+    :raises StableAudioRetryableError: a transient failure (429, 5xx, a malformed body).
+    :raises StableAudioKeyRefusedError: 401, 403: the key was refused.
+    :raises StableAudioPermanentError: 404 and other 4xx.
+    """
+    action = f"poll generation {generation_id}"
+    if 200 <= status < 300:
+        return read_generation(content, action=action, generation_id=generation_id)
+    if status in (401, 403):
+        # About the key, not the generation: a user who rotated the key must not go looking at it.
+        detail, request_id = error_detail(content, secret=secret)
+        reference = f", requestId {request_id}" if request_id else ""
+        check = "the API key in the connection's password field"
+        if status == 403:
+            check += " and the account's credits"
+        message = (
+            f"Stable Audio API refused the connection's API key (HTTP {status}: {detail}{reference}) "
+            f"while polling generation {generation_id}. Check {check}; nothing is known to be wrong "
+            "with the generation."
+        )
+        raise StableAudioKeyRefusedError(redact(message, secret), status_code=status, request_id=request_id)
+    error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
+    if status == 404:
+        raise StableAudioPermanentError(
+            f"{error}. Generation {generation_id} is unknown to the API (wrong id, another account, "
+            "or expired).",
+            status_code=404,
+            request_id=error.request_id,
+        )
+    raise error
+
+
+def is_json_object(content: bytes) -> bool:
+    """Whether ``content`` is a JSON object (the shape of every answer of the API)."""
+    try:
+        return isinstance(json.loads(content), dict)
+    except ValueError:
+        return False
+
+
+def accepted_id(content: bytes) -> str | None:
+    """The generation id in a 2xx body that is otherwise unreadable, if there is one."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    gen_id = (body.get("id") or body.get("generation_id")) if isinstance(body, dict) else None
+    return gen_id if isinstance(gen_id, str) and gen_id else None

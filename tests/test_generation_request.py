@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
-from airflow_provider_stableaudio.generation import MODELS, GenerationRequest, IntField, ModelSpec, TextField
+from airflow_provider_stableaudio.generation_request import (
+    MODELS,
+    GenerationRequest,
+    IntField,
+    ModelSpec,
+    TextField,
+)
 
 
 def test_defaults_are_filled_in() -> None:
@@ -44,10 +50,15 @@ def test_none_means_not_given() -> None:
         ({"prompt": "x", "seconds_total": -1}, "seconds_total", ["from 1 to 47", "got -1"]),
         ({"prompt": "x", "seconds_total": 1.5}, "seconds_total", ["an integer", "1.5", "float"]),
         (
-            {"prompt": "x", "seconds_total": "30"},
+            {"prompt": "x", "seconds_total": "8.5"},
             "seconds_total",
-            ["'30'", "str", "render_template_as_native_obj"],
+            ["an integer from 1 to 47", "'8.5'", "str"],
         ),
+        ({"prompt": "x", "seconds_total": "eight"}, "seconds_total", ["an integer", "'eight'", "str"]),
+        ({"prompt": "x", "seconds_total": ""}, "seconds_total", ["an integer", "''", "str"]),
+        ({"prompt": "x", "steps": "1_000"}, "steps", ["an integer", "'1_000'", "str"]),
+        ({"prompt": "x", "steps": "1e3"}, "steps", ["an integer", "'1e3'", "str"]),
+        ({"prompt": "x", "seconds_total": "48"}, "seconds_total", ["from 1 to 47", "got 48"]),
         ({"prompt": "x", "seconds_total": True}, "seconds_total", ["an integer", "bool"]),
         ({"prompt": "x", "seconds_start": -1}, "seconds_start", ["from 0 to 47", "got -1"]),
         ({"prompt": "x", "seconds_start": 48}, "seconds_start", ["from 0 to 47", "got 48"]),
@@ -68,6 +79,15 @@ def test_invalid_requests_name_the_field_and_range(params: dict, field: str, wor
     assert isinstance(caught.value, ValueError)
     for word in words:
         assert word in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "number"), [("8", 8), (" 8 ", 8), ("\t12\n", 12), ("+3", 3), ("047", 47)])
+def test_integer_fields_accept_whole_numbers_written_as_text(text: str, number: int) -> None:
+    # "{{ params.seconds }}" renders as text unless the DAG sets render_template_as_native_obj.
+    request = GenerationRequest.build("stable-audio", prompt="x", seconds_total=text, steps=text)
+    assert request.params["seconds_total"] == number
+    assert request.params["steps"] == number
+    assert request.to_json()["seconds_total"] == number
 
 
 def test_unknown_model_lists_the_known_ones() -> None:

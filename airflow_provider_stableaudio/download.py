@@ -1,0 +1,135 @@
+"""Fetching a clip from its audio URL into storage: streamed, checked, whole or not at all.
+
+A transient failure (a dropped or timed-out connection, 429, 5xx, a body cut short) is retried
+here, with the provider's backoff: on Airflow before 3.3 a task retry would pay for a new
+generation. An expired URL (403, 404, 410) is not retried. No Airflow imports; ``requests`` is
+imported when a download runs, not with this module.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_stableaudio import storage
+from airflow_provider_stableaudio.api_errors import RETRYABLE_STATUSES, parse_retry_after
+from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
+from airflow_provider_stableaudio.retry_policy import RetryPolicy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import requests
+
+    from airflow_provider_stableaudio.storage import OutputPath
+
+# 128 KiB: steady throughput whether memory is warm or cold (docs/performance.md), tiny RSS.
+DOWNLOAD_CHUNK_BYTES = 128 * 1024
+# The file is gone for good at these: another request cannot fetch it.
+EXPIRED_STATUSES = frozenset({403, 404, 410})
+# Failed attempts are retried for at most this long in all: a CDN down for longer fails the try.
+RETRY_WINDOW_SECONDS = 300.0
+
+
+class _TransientFailure(Exception):
+    """One attempt failed in a way the next attempt may not."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def download_file(
+    session: requests.Session,
+    url: str,
+    path: OutputPath,
+    *,
+    timeout: float,
+    expected_size: int | None = None,
+    max_retries: int = 5,
+    log: Any = None,
+) -> tuple[str, int]:
+    """Stream the file at ``url`` to ``path``; return ``(where it was written, bytes received)``.
+
+    Chunks go to a temporary file beside ``path`` that is moved into place only once every byte
+    arrived (checked against ``Content-Length`` and ``expected_size``); on any failure the
+    temporary file is removed and nothing is left at ``path``. The file is never held whole in
+    memory.
+
+    :param session: the session to fetch with (it must carry no API key: the URL is a CDN's).
+    :param url: the audio URL.
+    :param path: a local path (its folder is created), a URI or an ``ObjectStoragePath``.
+    :param timeout: seconds allowed to connect and between two chunks.
+    :param expected_size: the ``file_size`` the API reported, if any.
+    :param max_retries: retries of a transient failure, within :data:`RETRY_WINDOW_SECONDS`.
+    :param log: where to warn about a retried failure (a ``logging.Logger``), if anywhere.
+    :raises StableAudioDownloadError: the file could not be fetched, written, or arrived whole.
+    """
+    target = storage.prepare(path)
+    location = storage.describe(path, target)
+    policy = RetryPolicy(max_retries=max_retries)
+    deadline = time.monotonic() + RETRY_WINDOW_SECONDS
+    failures = 0
+    while True:
+        try:
+            return location, _fetch(
+                session, url, target, location, timeout=timeout, expected_size=expected_size
+            )
+        except _TransientFailure as failure:
+            failures += 1
+            delay = policy.delay(
+                failures, retry_after=failure.retry_after, remaining=deadline - time.monotonic()
+            )
+            if delay is None:
+                attempts = f"{failures} attempts" if failures > 1 else "1 attempt"
+                raise StableAudioDownloadError(f"{failure} (gave up after {attempts})") from None
+            if log is not None:
+                log.warning("Download failed (%d in a row), retrying in %.1fs: %s", failures, delay, failure)
+            time.sleep(delay)
+
+
+def _fetch(
+    session: requests.Session,
+    url: str,
+    target: Path | tuple[Any, str],
+    location: str,
+    *,
+    timeout: float,
+    expected_size: int | None,
+) -> int:
+    """One attempt; returns the bytes written, or raises :class:`_TransientFailure` or the final error."""
+    import requests
+
+    received = 0
+    try:
+        with (
+            storage.staged_write(target) as out,
+            # identity: the byte counts below are of the file itself, never of a compressed body.
+            session.get(
+                url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}
+            ) as response,
+        ):
+            status = response.status_code
+            if status != 200:
+                message = f"downloading {url} failed with HTTP {status}"
+                if status in RETRYABLE_STATUSES:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise _TransientFailure(message, retry_after=retry_after)
+                expired = status in EXPIRED_STATUSES
+                hint = " (the URL may have expired)" if expired else ""
+                raise StableAudioDownloadError(message + hint, url_expired=expired)
+            for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                received += len(chunk)
+            announced = response.headers.get("Content-Length")
+            for what, size in (("Content-Length", announced), ("file_size", expected_size)):
+                if size is not None and str(size) != str(received):
+                    raise _TransientFailure(
+                        f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
+                    )
+    except requests.RequestException as exc:
+        # A reset, a timeout or a body cut short: the next attempt may get it whole.
+        raise _TransientFailure(f"downloading {url} failed after {received} bytes: {exc}") from None
+    except OSError as exc:
+        raise StableAudioDownloadError(f"writing the audio to {location} failed: {exc}") from exc
+    return received
