@@ -61,13 +61,12 @@ def poll_delay(
     """Seconds until the next poll of a wait for a generation; ``None`` once the deadline passed.
 
     Between polls that answered: 90-100% of ``poll_interval``. After failures in a row: the longer
-    of that and the backoff of a :class:`RetryPolicy` based on ``poll_interval`` (``Retry-After``
-    honoured). Never longer than ``remaining``.
+    of that and the backoff from ``poll_interval`` (``Retry-After`` honoured); a wait retries
+    until its deadline, so no retry count applies. Never longer than ``remaining``.
     """
     if remaining <= 0:
         return None
     wait = poll_interval * random.uniform(1 - POLL_JITTER, 1)
     if failures:
-        backoff = RetryPolicy(max_retries=None, base=poll_interval).delay(failures, retry_after=retry_after)
-        wait = max(wait, backoff or 0.0)
+        wait = max(wait, backoff_delay(failures, base=poll_interval, retry_after=retry_after))
     return min(wait, remaining)
