@@ -21,8 +21,9 @@ CHILD = textwrap.dedent(
     """
     import asyncio, json, sys, threading, time
 
+    import importlib
+
     import airflow.jobs.triggerer_job_runner  # what the triggerer process has loaded
-    from airflow._shared.module_loading import import_string
     from airflow.sdk.definitions.connection import Connection
 
     assert "aiohttp" not in sys.modules, "the triggerer itself loaded aiohttp: nothing to check"
@@ -47,9 +48,8 @@ CHILD = textwrap.dedent(
         global loop_thread
         loop_thread = threading.get_ident()
         # As the triggerer does: import the class by its path on the loop, then run it.
-        trigger_class = import_string(
-            "airflow_provider_stableaudio.triggers.stable_audio.StableAudioGenerationTrigger"
-        )
+        module = importlib.import_module("airflow_provider_stableaudio.triggers.stable_audio")
+        trigger_class = module.StableAudioGenerationTrigger
         trigger = trigger_class(
             conn_id="stableaudio_default",
             generation_id=sys.argv[1],
