@@ -105,6 +105,20 @@ def test_batch_maps_one_task_per_prompt(connection, tmp_path: Path) -> None:
         assert xcoms[("generate", "generation_id", index)] == by_prompt[prompt]["id"]
         assert xcoms[("generate", "return_value", index)] == urls[index]
         assert duration(xcoms[("generate", "local_path", index)]) == 4
+    # The emulator charges 252 credits per diffusion step (CREDITS_PER_STEP): 3 clips of 100 steps.
+    assert [xcoms[("generate", "audio_file", i)]["credits_used"] for i in range(3)] == [25200] * 3
+    assert xcoms[("report_cost", "return_value", -1)] == {
+        "clips": 3,
+        "credits_used": 75600,
+        "cost_unknown": [],
+    }
+
+
+def test_batch_takes_its_pool_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag_file, dag_id = "example_stable_audio_batch.py", "example_stable_audio_batch"
+    assert load_dag(dag_file, dag_id).get_task("generate").partial_kwargs["pool"] == "default_pool"
+    monkeypatch.setenv("STABLEAUDIO_POOL", "stable_audio")
+    assert load_dag(dag_file, dag_id).get_task("generate").partial_kwargs["pool"] == "stable_audio"
 
 
 @pytest.mark.usefixtures("airflow_db")
