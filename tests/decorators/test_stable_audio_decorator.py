@@ -13,6 +13,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_stableaudio.decorators.stable_audio import (
     RETURNED_KWARG,
+    RETURNED_STATE_KEY,
     StableAudioDecoratedOperator,
     stable_audio_task,
 )
@@ -161,6 +162,7 @@ def test_without_the_deferral_kwargs_it_resumes_with_the_request_from_the_task_s
     store = MemoryStore()
     with pytest.raises(TaskDeferred) as deferred:
         decorated({"prompt": "a foghorn", "steps": 30}, calls).execute(a_try(store))
+    assert store.values[RETURNED_STATE_KEY] == {"prompt": "a foghorn", "steps": 30}
     resumed = decorated({"prompt": "a foghorn", "steps": 30}, calls)
     url = resumed.execute_complete(a_try(store), completed(deferred.value.trigger.generation_id))
     assert url.endswith(".wav")
@@ -171,3 +173,26 @@ def test_without_the_deferral_kwargs_it_resumes_with_the_request_from_the_task_s
 def test_resuming_without_the_request_fails_clearly_without_retries() -> None:
     with pytest.raises(AirflowFailException, match="Cannot resume: the request the function returned"):
         decorated("a foghorn").execute_complete({"ti": RecordingTI()}, completed("gen-1"))
+
+
+def test_durable_false_keeps_the_request_out_of_the_task_state(connection) -> None:
+    store = MemoryStore()
+    with pytest.raises(TaskDeferred):
+        decorated("a foghorn", durable=False).execute(a_try(store))
+    assert store.values == {}
+
+
+def test_asset_events_carry_the_request_the_function_returned(connection) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset
+
+    clip = Asset("file:///clips/foghorn.wav")
+    connection.set_generation_seconds(0)
+    op = decorated({"prompt": "a foghorn", "seconds_total": 3}, deferrable=False, outlets=[clip])
+    events: defaultdict[Asset, SimpleNamespace] = defaultdict(lambda: SimpleNamespace(extra={}))
+    op.execute({"ti": RecordingTI(), "task": op, "outlet_events": events})
+    extra = events[clip].extra
+    assert (extra["prompt"], extra["model"], extra["duration_seconds"]) == ("a foghorn", "stable-audio", 3)
+    assert extra["credits_used"] == 25200
