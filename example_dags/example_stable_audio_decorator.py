@@ -45,11 +45,11 @@ with DAG(
         output_path=CLIP_PATH,
         poll_interval=2,
     )
-    def ambience(topic: str) -> dict:
+    def ambience(topic: str, mood: str) -> dict:
         """Turn a topic into the request: its prompt, and fewer diffusion steps than the default 100."""
-        return {"prompt": f"Ambient field recording of {topic}, natural and calm", "steps": 50}
+        return {"prompt": f"{mood} ambient field recording of {topic}", "steps": 50}
 
-    clips = ambience.expand(topic=todays_topics())
+    clips = ambience.partial(mood="Calm").expand(topic=todays_topics())
     # [END howto_decorator_stable_audio]
 
     @task

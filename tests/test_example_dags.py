@@ -174,7 +174,7 @@ def test_decorator_maps_one_deferred_clip_per_topic_with_the_operators_xcoms(
     xcoms = xcoms_of(run.run_id)
     topics = xcoms[("todays_topics", "return_value", -1)]
     assert len(topics) == 2
-    prompts = [f"Ambient field recording of {topic}, natural and calm" for topic in topics]
+    prompts = [f"Calm ambient field recording of {topic}" for topic in topics]
     by_prompt = {g["prompt"]: g for g in connection.ledger()["generations"]}
     assert sorted(by_prompt) == sorted(prompts)
     # Deferred: each mapped task ran its function once, then resumed with that request.
