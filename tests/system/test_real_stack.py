@@ -36,6 +36,12 @@ def fresh_emulator(stack: Stack, generation_seconds: float) -> None:
     stack.emulator("POST", "config", {"clear_faults": True, "generation_seconds": generation_seconds})
 
 
+def durable_task_state(stack: Stack) -> bool:
+    """Whether this Airflow keeps a task's state across its tries (3.3 and newer)."""
+    major, minor = (int(part) for part in stack.airflow_version.split(".")[:2])
+    return (major, minor) >= (3, 3)
+
+
 def seconds_of(path: str | Path) -> float:
     with wave.open(str(path)) as clip:
         return clip.getnframes() / clip.getframerate()
@@ -128,7 +134,10 @@ def test_task_retry_reattaches_to_its_generation_after_a_failed_download(stack: 
     assert seen["state"] == "success"
     (ti,) = seen["task_instances"]
     assert ti["try_number"] == 2
-    assert len(posts(stack)) == 1  # the retry waited for the generation it had paid for
+    if durable_task_state(stack):
+        assert len(posts(stack)) == 1  # the retry waited for the generation it had paid for
+    else:  # Airflow < 3.3 keeps no task state across tries: the retry pays again (docs/compatibility.md)
+        assert len(posts(stack)) == 2
     (clip,) = (stack.output / "stack_retry").glob("*/clip.wav")
     assert seconds_of(clip) == 2
     figures.update(posts=len(posts(stack)), tries=ti["try_number"])
