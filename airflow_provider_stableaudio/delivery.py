@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio import storage
@@ -14,6 +15,23 @@ if TYPE_CHECKING:
 #: XCom keys pushed for a completed generation (``generation_id`` is pushed at submission).
 AUDIO_FILE_XCOM = "audio_file"
 LOCAL_PATH_XCOM = "local_path"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A completed generation as the task handed it over (what lineage reports).
+
+    :param generation: the completed generation.
+    :param location: where the clip was downloaded (path or URI), or ``None`` without ``output_path``.
+    """
+
+    generation: Generation
+    location: str | None
+
+    @property
+    def url(self) -> str:
+        """The audio URL (the task's return value)."""
+        return self.generation.audio_file.url if self.generation.audio_file else ""
 
 
 def prepare_output_path(output_path: OutputPath | None) -> None:
@@ -30,8 +48,8 @@ def deliver_generation(
     output_path: OutputPath | None,
     log: Any,
     asset_extra: dict[str, Any] | None = None,
-) -> str:
-    """Push the ``audio_file`` (and ``local_path``) XComs, download if asked; return the audio URL.
+) -> Delivery:
+    """Push the ``audio_file`` (and ``local_path``) XComs, download if asked; return what was delivered.
 
     :param asset_extra: request details to attach, with the file's, to the event of every asset in
         the task's ``outlets``.
@@ -54,7 +72,7 @@ def deliver_generation(
         location = hook.download_audio(audio.url, output_path, expected_size=audio.file_size)
         ti.xcom_push(key=LOCAL_PATH_XCOM, value=location)
     _attach_to_asset_events(context, {**(asset_extra or {}), **metadata, "local_path": location})
-    return audio.url
+    return Delivery(generation=generation, location=location)
 
 
 def _attach_to_asset_events(context: Any, extra: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stableaudio.api_errors import shorten
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
 
 if TYPE_CHECKING:
@@ -180,3 +181,28 @@ class GenerationRequest:
         """A short digest of the body: tells whether a later try asks for the same clip."""
         body = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def returned_fields(returned: Any, *, model: Any = DEFAULT_MODEL) -> dict[str, Any]:
+    """The request fields in what a ``@task.stable_audio`` function returned.
+
+    :param returned: the prompt (a string) or a dict of request fields (``prompt``, ``model``, ...).
+    :param model: the task's model, whose fields a dict without ``model`` may hold.
+    :raises StableAudioValidationError: anything else, naming what was returned and what is allowed.
+    """
+    if isinstance(returned, str):
+        return {"prompt": returned}
+    asked = returned.get("model", model) if isinstance(returned, dict) else model
+    # An unknown model is GenerationRequest.build's to report, with the models there are.
+    spec = MODELS.get(asked) if isinstance(asked, str) else None
+    allowed = sorted({"model", *(spec or MODELS[DEFAULT_MODEL]).field_names})
+    if isinstance(returned, dict):
+        unknown = sorted(str(name) for name in returned if name not in allowed)
+        if not unknown or spec is None:
+            return dict(returned)
+        problem = f"a dict with unknown field(s) {unknown}"
+    else:
+        problem = f"{shorten(repr(returned))} ({type(returned).__name__})"
+    raise StableAudioValidationError(
+        f"returned {problem}; return the prompt (a string) or a dict of request fields from {allowed}"
+    )

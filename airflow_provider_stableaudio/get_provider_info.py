@@ -62,6 +62,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_stableaudio.triggers.stable_audio"],
             }
         ],
+        "task-decorators": [
+            {
+                "name": "stable_audio",
+                "class-name": "airflow_provider_stableaudio.decorators.stable_audio.stable_audio_task",
+            }
+        ],
         "extra-links": ["airflow_provider_stableaudio.links.StableAudioClipLink"],
         "connection-types": [
             {

@@ -6,6 +6,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import airflow
 import pytest
 
 from tests.conftest import API_KEY, ROOT
@@ -23,7 +24,7 @@ def test_example_dags_import_without_errors() -> None:
 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 5
+    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 6
 
 
 def xcoms_of(run_id: str) -> dict[tuple[str, str, int], Any]:
@@ -104,6 +105,20 @@ def test_batch_maps_one_task_per_prompt(connection, tmp_path: Path) -> None:
         assert xcoms[("generate", "generation_id", index)] == by_prompt[prompt]["id"]
         assert xcoms[("generate", "return_value", index)] == urls[index]
         assert duration(xcoms[("generate", "local_path", index)]) == 4
+    # The emulator charges 252 credits per diffusion step (CREDITS_PER_STEP): 3 clips of 100 steps.
+    assert [xcoms[("generate", "audio_file", i)]["credits_used"] for i in range(3)] == [25200] * 3
+    assert xcoms[("report_cost", "return_value", -1)] == {
+        "clips": 3,
+        "credits_used": 75600,
+        "cost_unknown": [],
+    }
+
+
+def test_batch_takes_its_pool_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag_file, dag_id = "example_stable_audio_batch.py", "example_stable_audio_batch"
+    assert load_dag(dag_file, dag_id).get_task("generate").partial_kwargs["pool"] == "default_pool"
+    monkeypatch.setenv("STABLEAUDIO_POOL", "stable_audio")
+    assert load_dag(dag_file, dag_id).get_task("generate").partial_kwargs["pool"] == "stable_audio"
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -119,3 +134,63 @@ def test_submit_then_sensor(connection, tmp_path: Path) -> None:
     assert url == xcoms[("wait_for_clip", "audio_file", -1)]["url"]
     assert xcoms[("wait_for_clip", LINK_XCOM, -1)] == url
     assert duration(xcoms[("wait_for_clip", "local_path", -1)]) == 6
+
+
+@pytest.mark.skipif(
+    tuple(int(part) for part in airflow.__version__.split(".")[:2]) < (3, 3),
+    reason="dag.test() drops a deferral's kwargs, and only Airflow >= 3.3 has the task state that "
+    "hands the resumed task its request there (deployments pass the kwargs on every version)",
+)
+@pytest.mark.usefixtures("airflow_db")
+def test_decorator_maps_one_deferred_clip_per_topic_with_the_operators_xcoms(
+    connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_stableaudio.decorators.stable_audio import StableAudioDecoratedOperator
+
+    # Which try ran the function, and which resumed from the trigger with its request.
+    executed: list[int] = []
+    resumed: list[tuple[int, dict]] = []
+    execute, execute_complete = (
+        StableAudioDecoratedOperator.execute,
+        StableAudioDecoratedOperator.execute_complete,
+    )
+
+    def spy_execute(self, context):
+        executed.append(context["ti"].map_index)
+        return execute(self, context)
+
+    def spy_execute_complete(self, context, event, returned_request=None):
+        url = execute_complete(self, context, event, returned_request)
+        resumed.append((context["ti"].map_index, self.returned_request))
+        return url
+
+    monkeypatch.setattr(StableAudioDecoratedOperator, "execute", spy_execute)
+    monkeypatch.setattr(StableAudioDecoratedOperator, "execute_complete", spy_execute_complete)
+
+    dag = load_dag("example_stable_audio_decorator.py", "example_stable_audio_decorator")
+    run = dag.test(run_conf={"output_dir": str(tmp_path)})
+    assert run.state == "success"
+
+    xcoms = xcoms_of(run.run_id)
+    topics = xcoms[("todays_topics", "return_value", -1)]
+    assert len(topics) == 2
+    prompts = [f"Calm ambient field recording of {topic}" for topic in topics]
+    by_prompt = {g["prompt"]: g for g in connection.ledger()["generations"]}
+    assert sorted(by_prompt) == sorted(prompts)
+    # Deferred: each mapped task ran its function once, then resumed with that request.
+    assert sorted(executed) == [0, 1]
+    assert sorted(resumed, key=lambda r: r[0]) == [
+        (i, {"prompt": p, "steps": 50}) for i, p in enumerate(prompts)
+    ]
+    urls = xcoms[("announce", "return_value", -1)]
+    for index, prompt in enumerate(prompts):
+        generation = by_prompt[prompt]
+        assert (generation["seconds_total"], generation["steps"]) == (4, 50)
+        audio_file = xcoms[("ambience", "audio_file", index)]
+        assert xcoms[("ambience", "generation_id", index)] == generation["id"] == audio_file["generation_id"]
+        assert xcoms[("ambience", "return_value", index)] == audio_file["url"] == urls[index]
+        assert xcoms[("ambience", LINK_XCOM, index)] == audio_file["url"]
+        local_path = Path(xcoms[("ambience", "local_path", index)])
+        assert local_path == tmp_path / "topics" / f"{run.run_after:%Y%m%dT%H%M%S}" / f"{index}.wav"
+        assert duration(local_path) == 4
+        assert local_path.stat().st_size == audio_file["file_size"]

@@ -22,6 +22,7 @@ def modules_after_import(statement: str) -> set[str]:
     [
         "airflow_provider_stableaudio.operators.stable_audio",
         "airflow_provider_stableaudio.sensors.stable_audio",
+        "airflow_provider_stableaudio.decorators.stable_audio",
     ],
 )
 def test_dag_facing_modules_import_no_http_client(module: str) -> None:
@@ -42,6 +43,7 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
         "exceptions",
         "download",
         "retry_policy",
+        "lineage",
     ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:
@@ -56,3 +58,17 @@ def test_operator_and_sensor_never_import_each_other() -> None:
     )
     assert sensor not in modules_after_import(f"import {operator}")
     assert operator not in modules_after_import(f"import {sensor}")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "airflow_provider_stableaudio.operators.stable_audio",
+        "airflow_provider_stableaudio.sensors.stable_audio",
+        "airflow_provider_stableaudio.decorators.stable_audio",
+    ],
+)
+def test_dag_facing_modules_import_no_openlineage(module: str) -> None:
+    # The OpenLineage provider is optional: only get_openlineage_facets_on_complete imports it.
+    added = modules_after_import(f"import {module}") - modules_after_import("import airflow.sdk")
+    assert not {m for m in added if "openlineage" in m}

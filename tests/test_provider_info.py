@@ -42,6 +42,9 @@ def test_every_listed_module_imports() -> None:
         for entry in info[section]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+    for decorator in info["task-decorators"]:
+        module, _, name = decorator["class-name"].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
     for conn in info["connection-types"]:
         module, _, name = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module), name)
@@ -127,3 +130,11 @@ def test_airflow_cli_lists_the_provider_and_its_connection_type() -> None:
         [*airflow_cli, "providers", "hooks", "-o", "json"], capture_output=True, text=True, check=True
     )
     assert "stableaudio" in {h["connection_type"] for h in last_line_json(hooks.stdout)}
+    full = subprocess.run(
+        [*airflow_cli, "providers", "get", "airflow-provider-stableaudio", "--full", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (info,) = last_line_json(full.stdout)
+    assert info["task-decorators"] == get_provider_info()["task-decorators"]

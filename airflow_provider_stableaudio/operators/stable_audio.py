@@ -20,6 +20,7 @@ from airflow_provider_stableaudio.exceptions import (
 from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.lineage import LineageMixin
 from airflow_provider_stableaudio.links import StableAudioClipLink
 from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
@@ -41,12 +42,14 @@ if TYPE_CHECKING:
 STATE_KEY = "stableaudio_generation"
 
 
-class StableAudioGenerateOperator(BaseOperator):
+class StableAudioGenerateOperator(LineageMixin, BaseOperator):
     """Generate a clip with Stable Audio; return its URL (XCom ``return_value``).
 
     Pushes XCom ``generation_id`` as soon as the API accepts the request, ``audio_file`` (url,
     file_name, content_type, file_size, generation_id, credits_used) on completion, and
-    ``local_path`` when ``output_path`` is set.
+    ``local_path`` when ``output_path`` is set. With the OpenLineage provider installed and enabled,
+    the run's lineage event names the clip at ``output_path`` as its output and carries the
+    ``stableAudioGeneration`` run facet (see :mod:`airflow_provider_stableaudio.lineage`).
 
     :param prompt: what to generate (templated).
     :param seconds_total: clip length, 1..47 s (default 30; templated).
@@ -229,7 +232,7 @@ class StableAudioGenerateOperator(BaseOperator):
         request = self.build_request()
         # A failed download keeps the stored generation: the next try downloads again, and never
         # pays for a new clip because a CDN answered 404 once.
-        return deliver_generation(
+        self.delivery = deliver_generation(
             context=context,
             hook=self.hook,
             generation=generation,
@@ -241,3 +244,7 @@ class StableAudioGenerateOperator(BaseOperator):
                 "duration_seconds": request.duration_seconds,
             },
         )
+        return self.delivery.url
+
+    def lineage_request(self) -> GenerationRequest:
+        return self.build_request()

@@ -17,6 +17,7 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation_result import GenerationState
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.lineage import LineageMixin
 from airflow_provider_stableaudio.links import StableAudioClipLink
 from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
@@ -34,12 +35,13 @@ if TYPE_CHECKING:
     from airflow_provider_stableaudio.storage import OutputPath
 
 
-class StableAudioGenerationSensor(BaseSensorOperator):
+class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
     """Wait until a Stable Audio generation completes; return its audio URL.
 
     Deferrable by default (the same trigger as the operator); with ``deferrable=False`` it pokes
     in ``poke`` or ``reschedule`` mode. On success it pushes the same XComs as
-    :class:`~airflow_provider_stableaudio.operators.stable_audio.StableAudioGenerateOperator`.
+    :class:`~airflow_provider_stableaudio.operators.stable_audio.StableAudioGenerateOperator`, and
+    the same lineage, without the request it did not send.
 
     :param generation_id: the generation to wait for (templated, e.g. pulled from XCom).
     :param conn_id: the Stable Audio connection.
@@ -113,10 +115,10 @@ class StableAudioGenerationSensor(BaseSensorOperator):
             return False
         if generation.state is GenerationState.FAILED:
             raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
-        url = deliver_generation(
+        self.delivery = deliver_generation(
             context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
         )
-        return PokeReturnValue(is_done=True, xcom_value=url)
+        return PokeReturnValue(is_done=True, xcom_value=self.delivery.url)
 
     def on_kill(self) -> None:
         """A killed task leaves no partial download behind (the wait itself holds nothing)."""
@@ -128,13 +130,14 @@ class StableAudioGenerationSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event, as a sensor fails."""
         try:
-            return deliver_generation(
+            self.delivery = deliver_generation(
                 context=context,
                 hook=self.hook,
                 generation=generation_from_event(event, generation_id=self.generation_id),
                 output_path=self.output_path,
                 log=self.log,
             )
+            return self.delivery.url
         except StableAudioTimeoutError as error:
             self._fail_as_a_sensor(ran_out_of_time(self, error, self.timeout))
         except Exception as error:

@@ -91,6 +91,25 @@ def test_example_dag_defers_to_a_triggerer_and_delivers_the_clip(stack: Stack, f
     assert len(posts(stack)) == 1
 
 
+def test_decorated_task_defers_and_resumes_with_the_request_its_function_returned(stack: Stack) -> None:
+    # A real triggerer hands the deferral's kwargs back on resume (dag.test() drops them), so this is
+    # where the function's request reaches execute_complete without the function running again.
+    fresh_emulator(stack, generation_seconds=10)
+    run_id = stack.trigger("example_stable_audio_decorator")
+    seen = watch(stack, "example_stable_audio_decorator", run_id)
+
+    assert seen["state"] == "success"
+    assert "deferred" in seen["states"]["ambience"]
+    generations = stack.emulator("GET", "ledger")["generations"]
+    assert len(posts(stack)) == len(generations) == 2  # one per topic: no function ran twice
+    assert {g["steps"] for g in generations} == {50}
+    for map_index in (0, 1):
+        audio_file = stack.xcom("example_stable_audio_decorator", run_id, "ambience", "audio_file", map_index)
+        local_path = stack.xcom("example_stable_audio_decorator", run_id, "ambience", "local_path", map_index)
+        assert seconds_of(local_path) == 4
+        assert Path(local_path).stat().st_size == audio_file["file_size"]
+
+
 def test_mapped_fan_out_is_carried_by_both_triggerers_with_one_post_per_prompt(stack: Stack, figures) -> None:
     count = 40
     fresh_emulator(stack, generation_seconds=20)

@@ -1,0 +1,154 @@
+"""``@task.stable_audio``: a TaskFlow task whose function returns the request, run as the operator.
+
+Registered through the provider info's ``task-decorators``, so ``from airflow.sdk import task`` then
+``@task.stable_audio(...)`` works once the provider is installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from airflow.providers.common.compat.sdk import (
+    SET_DURING_EXECUTION,
+    DecoratedOperator,
+    context_merge,
+    determine_kwargs,
+    task_decorator_factory,
+)
+
+from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioValidationError
+from airflow_provider_stableaudio.generation_request import returned_fields
+from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+from airflow_provider_stableaudio.task_failure import fail_without_retries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping, Sequence
+    from datetime import timedelta
+
+    from airflow.providers.common.compat.sdk import Context, TaskDecorator
+    from airflow.triggers.base import BaseTrigger
+
+# How ``execute_complete`` gets the request the function returned: a task resumed from the trigger
+# is a new instance, and calling the function again could ask for another clip. The deferral's
+# kwargs carry it; ``dag.test()`` drops them (Airflow 3.3.2), so the task's durable state (Airflow
+# >= 3.3) keeps a copy too.
+RETURNED_KWARG = "returned_request"
+RETURNED_STATE_KEY = "stableaudio_returned_request"
+
+
+class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperator):
+    """``StableAudioGenerateOperator`` whose request comes from a Python function, called once per try.
+
+    :param python_callable: returns the prompt (a string) or a dict of request fields (``prompt``,
+        ``seconds_total``, ``seconds_start``, ``steps``, ``model``); a dict's fields replace the
+        decorator's.
+    :param op_args: positional arguments of the function (templated).
+    :param op_kwargs: keyword arguments of the function (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        *DecoratedOperator.template_fields,
+        *StableAudioGenerateOperator.template_fields,
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {**DecoratedOperator.template_fields_renderers}
+    custom_operator_name = "@task.stable_audio"
+    # The Rendered Template tab then shows the request the function returned.
+    overwrite_rtif_after_execution = True
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable,
+        op_args: Collection[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if "prompt" in kwargs:
+            raise StableAudioConfigError(
+                "@task.stable_audio takes the prompt from what its function returns, not from prompt="
+            )
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            prompt=SET_DURING_EXECUTION,
+            **kwargs,
+        )
+        self.returned_request: dict[str, Any] | None = None
+
+    @fail_without_retries
+    def execute(self, context: Context) -> str:
+        context_merge(context, self.op_kwargs)
+        kwargs = determine_kwargs(self.python_callable, self.op_args, context)
+        self._use_request(self.python_callable(*self.op_args, **kwargs))
+        store = context.get("task_state_store") if self.durable else None
+        if store is not None:
+            try:
+                store.set(RETURNED_STATE_KEY, self.returned_request)
+            except Exception:
+                # Only dag.test() needs this copy: a deployment resumes from the deferral's kwargs.
+                self.log.warning("Could not keep the function's request in the task's state", exc_info=True)
+        return super().execute(context)
+
+    def _use_request(self, returned: Any) -> None:
+        """Take the request fields from what the function returned; raise before any request if bad."""
+        name = getattr(self.python_callable, "__name__", "the function")
+        try:
+            fields = returned_fields(returned, model=self.model)
+            # The prompt comes from the function only (a dict without one is refused below).
+            for field, value in {"prompt": None, **fields}.items():
+                setattr(self, field, value)
+            self.build_request()
+        except StableAudioValidationError as error:
+            raise StableAudioValidationError(
+                f"@task.stable_audio function {name!r}: {error}", field=error.field
+            ) from None
+        self.returned_request = fields
+
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | int | float | None = None,
+    ) -> NoReturn:
+        kwargs = {**(kwargs or {}), RETURNED_KWARG: self.returned_request}
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    @fail_without_retries
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], returned_request: dict[str, Any] | None = None
+    ) -> str:
+        """Resume after the trigger with the request the function returned before the deferral."""
+        if returned_request is None:
+            store = context.get("task_state_store") if self.durable else None
+            saved = store.get(RETURNED_STATE_KEY) if store is not None else None
+            returned_request = saved if isinstance(saved, dict) else None
+        if returned_request is None:
+            raise StableAudioConfigError(
+                "Cannot resume: the request the function returned before the deferral did not come back "
+                "(Airflow's dag.test() drops a deferral's kwargs, and Airflow < 3.3 keeps no task state)"
+            )
+        for field, value in returned_request.items():
+            setattr(self, field, value)
+        self.returned_request = returned_request
+        return super().execute_complete(context, event)
+
+
+def stable_audio_task(python_callable: Callable | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.stable_audio``: the function returns the request, the task generates the clip.
+
+    The decorator takes :class:`StableAudioGenerateOperator`'s arguments (``conn_id``,
+    ``output_path``, ``seconds_total``, ``deferrable``, ...) except ``prompt``; the task's return
+    value and XComs are the operator's.
+
+    :param python_callable: the decorated function.
+    """
+    # The task returns the clip's URL, whatever the function's return annotation says.
+    kwargs["multiple_outputs"] = False
+    return task_decorator_factory(
+        python_callable=python_callable,
+        decorated_operator_class=StableAudioDecoratedOperator,
+        **kwargs,
+    )

@@ -1,0 +1,48 @@
+"""The OpenLineage objects for a delivered clip; needs the OpenLineage provider.
+
+Imported only from ``get_openlineage_facets_on_complete`` (see :mod:`airflow_provider_stableaudio.lineage`),
+so an Airflow without the OpenLineage provider never imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from airflow.providers.openlineage.extractors import OperatorLineage
+from openlineage.client.generated.base import OutputDataset, RunFacet
+
+from airflow_provider_stableaudio.lineage import dataset_name, facet_fields
+
+if TYPE_CHECKING:
+    from airflow_provider_stableaudio.delivery import Delivery
+    from airflow_provider_stableaudio.generation_request import GenerationRequest
+
+#: The run facet's key in the event's ``run.facets``.
+FACET_NAME = "stableAudioGeneration"
+
+
+@attrs.define
+class StableAudioGenerationRunFacet(RunFacet):
+    """The Stable Audio generation a task run made or waited for.
+
+    :param generation_id: the API's generation id.
+    :param credits_used: what the generation cost (``meta.usage.credits_used``), when the API said.
+    :param model: the model asked for (``None`` for the sensor, which did not send the request).
+    :param parameters: the request's fields (``prompt``, ``seconds_total``, ...), defaults included.
+    """
+
+    generation_id: str
+    credits_used: int | None = None
+    model: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def operator_lineage(delivery: Delivery, request: GenerationRequest | None) -> OperatorLineage:
+    """The clip's location as the output dataset (none without ``output_path``), and the run facet."""
+    outputs = []
+    if delivery.location is not None:
+        namespace, name = dataset_name(delivery.location)
+        outputs.append(OutputDataset(namespace=namespace, name=name))
+    facet = StableAudioGenerationRunFacet(**facet_fields(delivery, request))
+    return OperatorLineage(outputs=outputs, run_facets={FACET_NAME: facet})

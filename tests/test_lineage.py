@@ -1,0 +1,172 @@
+"""OpenLineage: the clip at ``output_path`` as the output dataset, the provider's run facet, and no
+change at all without the OpenLineage provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_stableaudio.lineage import dataset_name
+from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
+from tests.conftest import ROOT
+from tests.decorators.test_stable_audio_decorator import decorated
+from tests.operators.test_stable_audio_operator import RecordingTI, operator
+
+FACET = "stableAudioGeneration"
+# 252 credits per diffusion step in the emulator (CREDITS_PER_STEP), 100 steps by default.
+CREDITS = 25200
+
+
+@pytest.mark.parametrize(
+    ("location", "namespace", "name"),
+    [("/data/clips/rain.wav", "file", "/data/clips/rain.wav"),
+     ("file:///data/clips/rain.wav", "file", "/data/clips/rain.wav"),
+     ("clips/rain.wav", "file", os.path.abspath("clips/rain.wav")),
+     ("s3://sounds/clips/rain.wav", "s3://sounds", "clips/rain.wav"),
+     ("s3a://sounds/clips/rain.wav", "s3://sounds", "clips/rain.wav"),
+     ("s3://aws_default@sounds/clips/rain.wav", "s3://sounds", "clips/rain.wav"),  # an ObjectStoragePath's conn id
+     ("gs://sounds/rain.wav", "gs://sounds", "rain.wav"),
+     ("gcs://sounds/rain.wav", "gs://sounds", "rain.wav"),
+     ("abfss://clips@account.dfs.core.windows.net/a/rain.wav", "abfss://clips@account.dfs.core.windows.net", "a/rain.wav"),
+     ("hdfs://namenode:8020/clips/rain.wav", "hdfs://namenode:8020", "clips/rain.wav"),
+     ("memory://clips/rain.wav", "memory://clips", "rain.wav")],
+)  # fmt: skip
+def test_datasets_are_named_by_the_openlineage_naming_spec(location: str, namespace: str, name: str) -> None:
+    assert dataset_name(location) == (namespace, name)
+
+
+def facets_of(task: Any) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The output datasets and the provider's run facet of ``task``'s lineage, as plain data."""
+    lineage = task.get_openlineage_facets_on_complete(None)
+    facet = lineage.run_facets[FACET]
+    fields = {k: getattr(facet, k) for k in ("generation_id", "credits_used", "model", "parameters")}
+    return [(d.namespace, d.name) for d in lineage.outputs], fields
+
+
+def test_the_operator_reports_the_clip_and_the_generation(connection, tmp_path: Path) -> None:
+    connection.set_generation_seconds(0)
+    op = operator(deferrable=False, output_path=str(tmp_path / "clip.wav"))
+    assert op.get_openlineage_facets_on_complete(None) is None  # nothing delivered yet
+    op.execute({"ti": RecordingTI()})
+    (generation,) = connection.ledger()["generations"]
+    outputs, facet = facets_of(op)
+    assert outputs == [("file", str(tmp_path / "clip.wav"))]
+    assert facet == {
+        "generation_id": generation["id"],
+        "credits_used": CREDITS,
+        "model": "stable-audio",
+        "parameters": {"prompt": "a cheerful ukulele riff", "seconds_total": 2, "steps": 100},
+    }
+
+
+def test_without_output_path_there_is_no_output_dataset_but_the_facet(connection) -> None:
+    connection.set_generation_seconds(0)
+    op = operator(deferrable=False)
+    op.execute({"ti": RecordingTI()})
+    outputs, facet = facets_of(op)
+    assert outputs == []
+    assert facet["credits_used"] == CREDITS
+
+
+def test_the_sensor_reports_the_clip_without_the_request_it_did_not_send(connection, tmp_path: Path) -> None:
+    connection.set_generation_seconds(0)
+    generation_id = operator(wait_for_completion=False).execute({"ti": RecordingTI()})
+    sensor = StableAudioGenerationSensor(
+        task_id="wait",
+        generation_id=generation_id,
+        output_path=str(tmp_path / "waited.wav"),
+        deferrable=False,
+    )
+    assert sensor.poke({"ti": RecordingTI()}).is_done
+    outputs, facet = facets_of(sensor)
+    assert outputs == [("file", str(tmp_path / "waited.wav"))]
+    assert facet == {
+        "generation_id": generation_id,
+        "credits_used": CREDITS,
+        "model": None,
+        "parameters": None,
+    }
+
+
+def test_the_decorator_reports_the_request_its_function_returned(connection, tmp_path: Path) -> None:
+    connection.set_generation_seconds(0)
+    task = decorated(
+        {"prompt": "a foghorn", "steps": 10}, deferrable=False, output_path=str(tmp_path / "f.wav")
+    )
+    task.execute({"ti": RecordingTI()})
+    outputs, facet = facets_of(task)
+    assert outputs == [("file", str(tmp_path / "f.wav"))]
+    assert facet["parameters"] == {"prompt": "a foghorn", "seconds_total": 30, "steps": 10}
+    assert facet["credits_used"] == 252 * 10
+
+
+def test_without_the_openlineage_provider_nothing_changes(
+    connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if neither the provider nor its client were installed: importing them raises ImportError.
+    for module in [m for m in sys.modules if "openlineage" in m]:
+        monkeypatch.delitem(sys.modules, module)
+    for module in ("airflow.providers.openlineage", "openlineage"):
+        monkeypatch.setitem(sys.modules, module, None)
+    connection.set_generation_seconds(0)
+    ti = RecordingTI()
+    op = operator(deferrable=False, output_path=str(tmp_path / "clip.wav"))
+    url = op.execute({"ti": ti})
+    assert op.get_openlineage_facets_on_complete(None) is None
+    assert [key for key, _ in ti.pushed] == ["generation_id", "audio_file", "local_path"]
+    assert url == ti.xcom("audio_file")["url"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_dag_run_emits_the_clip_and_the_facet_to_an_openlineage_transport(
+    connection, tmp_path: Path
+) -> None:
+    """``example_stable_audio`` in ``dag.test()`` with the OpenLineage provider enabled by a file
+    transport, in a process of its own (the provider reads its configuration once per process)."""
+    events = tmp_path / "openlineage.jsonl"
+    env = {
+        **os.environ,
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(events), "append": True}
+        ),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "stableaudio-tests",
+        # Emit from a thread of the task's process, not a fork of it.
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
+    }
+    run_dag = (
+        "import json, sys\n"
+        "from tests.dags import load_dag\n"
+        "run = load_dag('example_stable_audio.py', 'example_stable_audio').test(run_conf=json.loads(sys.argv[1]))\n"
+        "print(f'run state: {run.state}')\n"
+    )
+    conf = {"seconds": 2, "output_dir": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", run_dag, json.dumps(conf)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert "run state: success" in out.stdout.splitlines(), out.stdout[-3000:] + out.stderr[-3000:]
+
+    emitted = [json.loads(line) for line in events.read_text().splitlines()]
+    (complete,) = [
+        e for e in emitted if e["eventType"] == "COMPLETE" and e["job"]["name"].endswith(".generate_clip")
+    ]
+    (generation,) = connection.ledger()["generations"]
+    (output,) = complete["outputs"]
+    clip = next((tmp_path / "example_stable_audio").iterdir())
+    assert (output["namespace"], output["name"]) == ("file", str(clip))
+    facet = complete["run"]["facets"][FACET]
+    assert facet["generation_id"] == generation["id"]
+    assert facet["credits_used"] == CREDITS
+    assert facet["model"] == "stable-audio"
+    assert facet["parameters"] == {
+        "prompt": "A calm lo-fi beat with warm piano chords",
+        "seconds_total": 2,
+        "steps": 100,
+    }
+    assert facet["_producer"].startswith("https://github.com/apache/airflow")
