@@ -59,10 +59,12 @@ with DAG(
     @task
     def shortlist(audio_files: list[dict[str, Any]], local_paths: list[str]) -> list[dict[str, Any]]:
         """One entry per candidate: its option, its prompt, its listen link and where it was saved."""
+        # A slice reads a mapped task's XComs in one call (iterating asks for one past the end, which
+        # Airflow's client logs as an error).
         return [
             {"option": option, "prompt": prompt, **audio_file, "local_path": local_path}
             for option, prompt, audio_file, local_path in zip(
-                CANDIDATES, PROMPTS, audio_files, local_paths, strict=True
+                CANDIDATES, PROMPTS, audio_files[:], local_paths[:], strict=True
             )
         ]
 
@@ -90,7 +92,12 @@ with DAG(
     # [START howto_review_publish]
     @task(outlets=[PUBLISHED_CLIP])
     def publish(
-        decision: dict[str, Any], shortlist: list[dict[str, Any]], *, params=None, outlet_events=None
+        decision: dict[str, Any],
+        shortlist: list[dict[str, Any]],
+        *,
+        params=None,
+        dag_run=None,
+        outlet_events=None,
     ) -> dict[str, Any]:
         """Copy the chosen clip to ``published/`` and announce it; skip (publish nothing) on "Reject"."""
         (chosen,) = decision["chosen_options"]
@@ -99,7 +106,7 @@ with DAG(
             # A skipped task emits no asset event: nothing downstream hears of this run.
             raise AirflowSkipException(f"{reviewer} rejected every candidate: nothing published")
         clip = next(candidate for candidate in shortlist if candidate["option"] == chosen)
-        published = Path(params["output_dir"]) / "published" / f"{clip['generation_id']}.wav"
+        published = Path(params["output_dir"]) / "published" / f"{dag_run.run_after:%Y%m%dT%H%M%S}.wav"
         published.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip["local_path"], published)
         extra = {

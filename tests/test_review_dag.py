@@ -8,6 +8,7 @@ with the same call the UI's Required Actions page makes (``PATCH .../taskInstanc
 
 from __future__ import annotations
 
+import faulthandler
 import secrets
 import threading
 import time
@@ -63,6 +64,14 @@ class Reviewer(threading.Thread):
             self.answer = response.json()
         except BaseException as exc:  # reported by the test, on its own thread
             self.error = exc
+            self._fail_the_run()
+
+    def _fail_the_run(self) -> None:
+        """Without an answer ``dag.test()`` would wait for ever: fail its run, as a person could in the UI."""
+        runs = self.api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?state=running").json()["dag_runs"]
+        for run in runs:
+            run_id = urllib.parse.quote(run["dag_run_id"])
+            self.api.patch(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
 
     def _wait_for_request(self) -> dict[str, Any]:
         deadline = time.monotonic() + REVIEW_TIMEOUT
@@ -81,7 +90,15 @@ def review_run(api: Any, option: str, output_dir: Path) -> tuple[Any, Reviewer]:
     """Run the example with ``dag.test()`` while the reviewer answers ``option``."""
     reviewer = Reviewer(api, option)
     reviewer.start()
-    run = load_dag("example_stable_audio_review.py", DAG_ID).test(run_conf={"output_dir": str(output_dir)})
+    # Should the run still hang, every thread's stack is printed and the session ends, rather than
+    # waiting for ever.
+    faulthandler.dump_traceback_later(REVIEW_TIMEOUT + 180, exit=True)
+    try:
+        run = load_dag("example_stable_audio_review.py", DAG_ID).test(
+            run_conf={"output_dir": str(output_dir)}
+        )
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     reviewer.join(timeout=10)
     if reviewer.error is not None:
         raise reviewer.error
@@ -135,7 +152,7 @@ def test_approving_a_candidate_publishes_exactly_that_clip(connection, api, tmp_
     chosen = xcoms[("generate_candidates", "audio_file", 1)]
     candidate_path = Path(xcoms[("generate_candidates", "local_path", 1)])
     (published,) = (tmp_path / "published").iterdir()  # only the chosen one
-    assert published == tmp_path / "published" / f"{chosen['generation_id']}.wav"
+    assert published == tmp_path / "published" / f"{run.run_after:%Y%m%dT%H%M%S}.wav"
     assert published.read_bytes() == candidate_path.read_bytes()
     others = [Path(xcoms[("generate_candidates", "local_path", index)]).read_bytes() for index in (0, 2)]
     assert published.read_bytes() not in others  # (each prompt makes different audio)
