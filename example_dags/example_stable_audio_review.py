@@ -101,10 +101,11 @@ with DAG(
     ) -> dict[str, Any]:
         """Copy the chosen clip to ``published/`` and announce it; skip (publish nothing) on "Reject"."""
         (chosen,) = decision["chosen_options"]
-        reviewer = decision["responded_by_user"]["name"]
+        # No user when a response_timeout passed and the defaults answered.
+        reviewer = (decision.get("responded_by_user") or {}).get("name")
         if chosen == REJECT:
             # A skipped task emits no asset event: nothing downstream hears of this run.
-            raise AirflowSkipException(f"{reviewer} rejected every candidate: nothing published")
+            raise AirflowSkipException(f"Rejected by {reviewer or 'the deadline'}: nothing published")
         clip = next(candidate for candidate in shortlist if candidate["option"] == chosen)
         published = Path(params["output_dir"]) / "published" / f"{dag_run.run_after:%Y%m%dT%H%M%S}.wav"
         published.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ with DAG(
             "reviewed_by": reviewer,
         }
         outlet_events[PUBLISHED_CLIP].extra = extra
-        print(f"Published {chosen} ({clip['prompt']!r}), chosen by {reviewer}, to {published}")
+        print(f"Published {chosen} ({clip['prompt']!r}), chosen by {reviewer or 'default'}, to {published}")
         return extra
 
     publish(review.output, shortlisted)

@@ -184,3 +184,14 @@ def test_rejecting_publishes_nothing_and_emits_no_asset_event(connection, api, t
     assert len(list((tmp_path / "review").rglob("candidate_*.wav"))) == 3  # the candidates stay
     assert not (tmp_path / "published").exists()
     assert asset_events(api, run.run_id) == []
+
+
+def test_a_rejection_taken_by_default_at_the_deadline_publishes_nothing(tmp_path) -> None:
+    """With ``response_timeout`` and ``defaults=["Reject"]`` the answer has no user (docs/review.md)."""
+    from airflow.providers.common.compat.sdk import AirflowSkipException
+
+    publish = load_dag("example_stable_audio_review.py", DAG_ID).get_task("publish").python_callable
+    decision = {"chosen_options": ["Reject"], "params_input": {}, "responded_by_user": None}
+    with pytest.raises(AirflowSkipException, match="Rejected by the deadline: nothing published"):
+        publish(decision, [], params={"output_dir": str(tmp_path)}, dag_run=None, outlet_events={})
+    assert list(tmp_path.iterdir()) == []
