@@ -108,6 +108,7 @@ with DAG(
             raise AirflowSkipException(f"Rejected by {reviewer or 'the deadline'}: nothing published")
         clip = next(candidate for candidate in shortlist if candidate["option"] == chosen)
         published = Path(params["output_dir"]) / "published" / f"{dag_run.run_after:%Y%m%dT%H%M%S}.wav"
+        # A local folder here; with object storage (s3://...), copy with ObjectStoragePath instead.
         published.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip["local_path"], published)
         extra = {
