@@ -59,8 +59,8 @@ with DAG(
     @task
     def shortlist(audio_files: list[dict[str, Any]], local_paths: list[str]) -> list[dict[str, Any]]:
         """One entry per candidate: its option, its prompt, its listen link and where it was saved."""
-        # A slice reads a mapped task's XComs in one call (iterating asks for one past the end, which
-        # Airflow's client logs as an error).
+        # A slice reads a mapped task's XComs in one call; iterating asks for one past the end, which
+        # Airflow's client logs as an error ("XCom not found", apache/airflow#73175).
         return [
             {"option": option, "prompt": prompt, **audio_file, "local_path": local_path}
             for option, prompt, audio_file, local_path in zip(
