@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench check-floor
+.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench check-floor review-check
 
 install: $(INSTALLED)
 
@@ -85,6 +85,13 @@ ui-check: $(VENV)/.installed-uicheck chromium
 # clip" link and fetch the WAV; screenshots in build/up-check/. Stops everything it started.
 up-check: dist $(VENV)/.installed-uicheck chromium
 	$(PY) scripts/up_check.py
+
+# The review example's human step in headless Chromium: the same stack in build/stack-review-ui on free
+# ports, trigger example_stable_audio_review, open Required Actions and the review page (each
+# candidate's listen link), choose a candidate there, check only its clip is published; screenshots
+# in build/review-check/. Stops everything it started.
+review-check: dist $(VENV)/.installed-uicheck chromium
+	$(PY) scripts/review_check.py
 
 # The test suite and the real-stack tier on the oldest Airflow that pyproject.toml claims and on the
 # newest 3.2 release, each in a venv of its own (.venv-compat-X.Y.Z, build/stack-X.Y.Z).

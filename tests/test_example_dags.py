@@ -24,7 +24,7 @@ def test_example_dags_import_without_errors() -> None:
 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 6
+    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 7
 
 
 def xcoms_of(run_id: str) -> dict[tuple[str, str, int], Any]:
