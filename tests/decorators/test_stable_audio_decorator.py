@@ -183,15 +183,23 @@ def test_durable_false_keeps_the_request_out_of_the_task_state(connection) -> No
 
 
 def test_asset_events_carry_the_request_the_function_returned(connection) -> None:
-    from collections import defaultdict
     from types import SimpleNamespace
 
     from airflow.sdk import Asset
 
+    class OutletEvents:
+        """Like the task context's accessors: keyed by asset (Airflow 3.1's Asset is unhashable)."""
+
+        def __init__(self) -> None:
+            self.by_uri: dict[str, SimpleNamespace] = {}
+
+        def __getitem__(self, asset: Asset) -> SimpleNamespace:
+            return self.by_uri.setdefault(asset.uri, SimpleNamespace(extra={}))
+
     clip = Asset("file:///clips/foghorn.wav")
     connection.set_generation_seconds(0)
     op = decorated({"prompt": "a foghorn", "seconds_total": 3}, deferrable=False, outlets=[clip])
-    events: defaultdict[Asset, SimpleNamespace] = defaultdict(lambda: SimpleNamespace(extra={}))
+    events = OutletEvents()
     op.execute({"ti": RecordingTI(), "task": op, "outlet_events": events})
     extra = events[clip].extra
     assert (extra["prompt"], extra["model"], extra["duration_seconds"]) == ("a foghorn", "stable-audio", 3)
