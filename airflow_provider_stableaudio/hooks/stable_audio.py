@@ -404,11 +404,15 @@ def _mask(secret: str) -> None:
 
 async def _amask(secret: str) -> None:
     """:func:`_mask` for an event loop: never a synchronous call to the supervisor on the loop."""
-    import asyncio
-
     try:
         from airflow.sdk.log import amask_secret
-    except ImportError:  # an Airflow without the async masker: the synchronous one, off the loop
-        await asyncio.to_thread(_mask, secret)
+    except ImportError:
+        # Before Airflow 3.3: the synchronous masker in asgiref's thread, which hands its supervisor
+        # call back to this loop. A plain thread (asyncio.to_thread) runs that call on a loop of its
+        # own, past the comms lock: on 3.1.2 the trigger runner then reads the supervisor's answers
+        # out of order and dies ("Response read out of order").
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(_mask)(secret)
     else:
         await amask_secret(secret)
