@@ -20,7 +20,6 @@ it started is stopped at the end, also on failure; any failed check exits non-ze
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 import urllib.parse
@@ -29,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from headless import ROOT, Browser, log, require_chromium
-from up_check import sign_in
+from up_check import run_against, sign_in
 
 sys.path.insert(0, str(ROOT))
 from tests.system.stack import BUILD as MAKE_UP_DIR
-from tests.system.stack import Stack, StackError
+from tests.system.stack import Stack
 
 CHECK = "review-check"
 DAG_ID = "example_stable_audio_review"
@@ -178,22 +177,7 @@ def main() -> int:
     for old in shots.glob("*.png"):
         old.unlink()
     stack = Stack(root=root, api_port=args.port, generation_seconds=args.generation_seconds)
-    started = time.monotonic()
-    try:
-        timings = run_check(stack, shots)
-    except StackError as exc:
-        raise SystemExit(f"{CHECK}: {exc}") from None
-    finally:
-        names = [n for n in stack.state.get("pids", {}) if stack.alive(n)]
-        try:
-            stack.stop()
-        except Exception as exc:
-            raise SystemExit(f"{CHECK}: could not stop the stack ({exc}); pids in {stack.root}") from exc
-        log(f"stopped {', '.join(names) or 'nothing'}")
-        shutil.rmtree(stack.root / "chromium-profile", ignore_errors=True)
-    log("timings: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
-    log(f"review-check passed in {time.monotonic() - started:.1f}s; screenshots in {shots}")
-    return 0
+    return run_against(CHECK, stack, shots, lambda: run_check(stack, shots))
 
 
 if __name__ == "__main__":

@@ -30,13 +30,16 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headless import ROOT, Browser, log, require_chromium
 
 sys.path.insert(0, str(ROOT))
 from tests.system.stack import ADMIN, Stack, StackError
 from tests.system.stack import BUILD as MAKE_UP_DIR
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CHECK = "up-check"
 DAG_ID = "example_stable_audio"
@@ -217,21 +220,29 @@ def main() -> int:
     for old in shots.glob("*.png"):
         old.unlink()
     stack = Stack(root=root, api_port=args.port, generation_seconds=args.generation_seconds)
+    deferred_timeout = max(120.0, args.generation_seconds * 3)
+    return run_against(
+        CHECK, stack, shots, lambda: run_check(stack, shots, deferred_timeout=deferred_timeout)
+    )
+
+
+def run_against(check: str, stack: Stack, shots: Path, run: Callable[[], dict[str, float]]) -> int:
+    """Run a browser check against ``stack``; stop every process it started, whatever happens."""
     started = time.monotonic()
     try:
-        timings = run_check(stack, shots, deferred_timeout=max(120.0, args.generation_seconds * 3))
+        timings = run()
     except StackError as exc:
-        raise SystemExit(f"{CHECK}: {exc}") from None
+        raise SystemExit(f"{check}: {exc}") from None
     finally:
         names = [n for n in stack.state.get("pids", {}) if stack.alive(n)]
         try:
             stack.stop()
         except Exception as exc:
-            raise SystemExit(f"{CHECK}: could not stop the stack ({exc}); pids in {stack.root}") from exc
+            raise SystemExit(f"{check}: could not stop the stack ({exc}); pids in {stack.root}") from exc
         log(f"stopped {', '.join(names) or 'nothing'}")
         shutil.rmtree(stack.root / "chromium-profile", ignore_errors=True)
     log("timings: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
-    log(f"up-check passed in {time.monotonic() - started:.1f}s; screenshots in {shots}")
+    log(f"{check} passed in {time.monotonic() - started:.1f}s; screenshots in {shots}")
     return 0
 
 
