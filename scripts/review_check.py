@@ -25,14 +25,13 @@ import time
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from headless import ROOT, Browser, log, require_chromium
-from up_check import run_against, sign_in
+from headless import ROOT, Browser, log
+from up_check import prepare, run_against, sign_in
 
-sys.path.insert(0, str(ROOT))
-from tests.system.stack import BUILD as MAKE_UP_DIR
-from tests.system.stack import Stack
+if TYPE_CHECKING:
+    from tests.system.stack import Stack
 
 CHECK = "review-check"
 DAG_ID = "example_stable_audio_review"
@@ -168,15 +167,7 @@ def main() -> int:
     # At least 10 s: shorter generations meet an Airflow race (docs/deployment.md).
     parser.add_argument("--generation-seconds", type=float, default=10.0, help="emulator's generation time")
     args = parser.parse_args()
-    require_chromium(CHECK)
-    root = Path(args.root).resolve()
-    if root == MAKE_UP_DIR.resolve():
-        raise SystemExit(f"{CHECK}: {root} is `make up`'s folder; starting there would stop that stack")
-    shots = Path(args.out).resolve()
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
-    stack = Stack(root=root, api_port=args.port, generation_seconds=args.generation_seconds)
+    stack, shots = prepare(CHECK, args)
     return run_against(CHECK, stack, shots, lambda: run_check(stack, shots))
 
 

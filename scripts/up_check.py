@@ -211,19 +211,24 @@ def main() -> int:
         "--generation-seconds", type=float, default=20.0, help="emulator's generation time, as `make up`"
     )
     args = parser.parse_args()
-    require_chromium(CHECK)
-    root = Path(args.root).resolve()
-    if root == MAKE_UP_DIR.resolve():
-        raise SystemExit(f"{CHECK}: {root} is `make up`'s folder; starting there would stop that stack")
-    shots = Path(args.out).resolve()
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
-    stack = Stack(root=root, api_port=args.port, generation_seconds=args.generation_seconds)
+    stack, shots = prepare(CHECK, args)
     deferred_timeout = max(120.0, args.generation_seconds * 3)
     return run_against(
         CHECK, stack, shots, lambda: run_check(stack, shots, deferred_timeout=deferred_timeout)
     )
+
+
+def prepare(check: str, args: argparse.Namespace) -> tuple[Stack, Path]:
+    """The check's stack (never in `make up`'s folder) and its emptied screenshot folder."""
+    require_chromium(check)
+    root = Path(args.root).resolve()
+    if root == MAKE_UP_DIR.resolve():
+        raise SystemExit(f"{check}: {root} is `make up`'s folder; starting there would stop that stack")
+    shots = Path(args.out).resolve()
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"):
+        old.unlink()
+    return Stack(root=root, api_port=args.port, generation_seconds=args.generation_seconds), shots
 
 
 def run_against(check: str, stack: Stack, shots: Path, run: Callable[[], dict[str, float]]) -> int:
