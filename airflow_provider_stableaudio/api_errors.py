@@ -66,7 +66,13 @@ def error_detail(body: bytes | str, *, secret: str | None = None) -> tuple[str, 
     """What an error body says, redacted and shortened, and the API's ``requestId`` if it sent one."""
     envelope = _decode_envelope(body)
     request_id = None
-    if envelope is not None:
+    if envelope is not None and isinstance(envelope.get("errors"), list):
+        # Stability AI's envelope: {"id", "name", "errors": [...]}.
+        messages = "; ".join(str(message) for message in envelope["errors"])
+        detail = ": ".join(str(part) for part in (envelope.get("name"), messages) if part)
+        request_id = envelope.get("id")
+        request_id = shorten(str(request_id), 100) if request_id else None
+    elif envelope is not None:
         detail = envelope.get("message") or envelope.get("error") or json.dumps(envelope)
         request_id = envelope.get("requestId")
         request_id = shorten(str(request_id), 100) if request_id else None
@@ -86,17 +92,20 @@ def error_from_response(
     action: str,
     retry_after: str | None = None,
     secret: str | None = None,
+    api: str = "Stable Audio API",
 ) -> StableAudioAPIError:
     """The exception for a non-2xx answer.
 
     :param status: the HTTP status code.
-    :param body: the raw body; the API's envelope is ``{message, requestId, statusCode, ...}``.
+    :param body: the raw body; the AI/ML API's envelope is ``{message, requestId, statusCode, ...}``,
+        Stability AI's ``{id, name, errors}``.
     :param action: what was being done, for the message (e.g. ``"poll generation abc"``).
     :param retry_after: the ``Retry-After`` header, if sent.
     :param secret: a value to strip from the message (the API key), should the API echo it.
+    :param api: which API answered, for the message.
     """
     detail, request_id = error_detail(body, secret=secret)
-    message = f"Stable Audio API answered HTTP {status} to {action}: {detail}"
+    message = f"{api} answered HTTP {status} to {action}: {detail}"
     if request_id:
         message += f" (requestId {request_id})"
     if status == 401:
@@ -121,4 +130,6 @@ def submission_was_rejected(status: int, body: bytes | str) -> bool:
     if 400 <= status < 500:
         return True
     envelope = _decode_envelope(body)
-    return status >= 500 and status != 504 and envelope is not None and "statusCode" in envelope
+    if envelope is None or status < 500 or status == 504:
+        return False
+    return "statusCode" in envelope or isinstance(envelope.get("errors"), list)

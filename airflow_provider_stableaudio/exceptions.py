@@ -87,6 +87,16 @@ class StableAudioGenerationFailed(StableAudioError):
         return cls(f"Stable Audio generation {generation_id} failed: {reason or 'the API gave no reason'}")
 
 
+class StableAudioContentRefusedError(StableAudioGenerationFailed):
+    """The service refused the content: the prompt or the input audio was flagged by its moderation
+    (HTTP 403 ``content_moderation``) or the result was filtered (``finish_reason`` ``CONTENT_FILTERED``)."""
+
+
+class StableAudioResultGoneError(StableAudioError):
+    """A finished result is no longer served: it expired (Stability keeps results about 24 hours),
+    or the service would not serve it a second time. Retrying fetches nothing."""
+
+
 class StableAudioTimeoutError(StableAudioError):
     """The generation did not finish within the allowed time."""
 

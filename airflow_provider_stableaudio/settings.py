@@ -7,8 +7,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, Service
 
-DEFAULT_BASE_URL = "https://api.aimlapi.com"
+DEFAULT_BASE_URL = SERVICES[AIMLAPI].default_base_url
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
@@ -26,11 +27,13 @@ class ApiSettings:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
 
-def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: str) -> str:
-    """The base URL for a connection's host field: https when no scheme is given."""
+def normalize_base_url(
+    host: str | None, port: int | None = None, *, conn_id: str, default: str = DEFAULT_BASE_URL
+) -> str:
+    """The base URL for a connection's host field: https when no scheme is given, ``default`` when empty."""
     raw = (host or "").strip()
     if not raw:
-        return DEFAULT_BASE_URL
+        return default
     url = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(url)
     try:
@@ -50,7 +53,7 @@ def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: st
     ):
         raise StableAudioConfigError(
             f"connection {conn_id!r} has a malformed Base URL {raw!r}: "
-            f"expected http(s)://host[:port], e.g. {DEFAULT_BASE_URL}"
+            f"expected http(s)://host[:port], e.g. {default}"
         )
     base = url.rstrip("/")
     if port and parsed_port is None:
@@ -59,15 +62,24 @@ def normalize_base_url(host: str | None, port: int | None = None, *, conn_id: st
 
 
 def settings_from_connection(
-    *, conn_id: str, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
+    *,
+    conn_id: str,
+    host: str | None,
+    port: int | None,
+    password: str | None,
+    extra: dict[str, Any],
+    service: Service = SERVICES[AIMLAPI],
 ) -> ApiSettings:
     """Validate a connection's fields into :class:`ApiSettings`.
+
+    :param service: the service the connection reaches (its default Base URL, its key's name).
 
     :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout`` extra.
     """
     if not password or not password.strip():
         raise StableAudioConfigError(
-            f"connection {conn_id!r} has no API key: put the AI/ML API key in its password (API Key) field"
+            f"connection {conn_id!r} has no API key: "
+            f"put the {service.key_name} in its password (API Key) field"
         )
     timeout = extra.get("timeout", DEFAULT_REQUEST_TIMEOUT)
     if timeout in (None, ""):
@@ -82,7 +94,7 @@ def settings_from_connection(
             "expected a number of seconds greater than 0"
         )
     return ApiSettings(
-        base_url=normalize_base_url(host, port, conn_id=conn_id),
+        base_url=normalize_base_url(host, port, conn_id=conn_id, default=service.default_base_url),
         api_key=password.strip(),
         request_timeout=timeout,
     )

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from airflow_provider_stableaudio import retry_policy
-from airflow_provider_stableaudio.hooks import stable_audio as hook_module
+from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.retry_policy import RetryPolicy, backoff_delay, poll_delay
 from airflow_provider_stableaudio.triggers import stable_audio as trigger_module

@@ -21,8 +21,9 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.generation_result import GenerationState
-from airflow_provider_stableaudio.hooks import stable_audio as hook_module
-from airflow_provider_stableaudio.hooks.stable_audio import USER_AGENT, StableAudioHook
+from airflow_provider_stableaudio.hooks import base as hook_module
+from airflow_provider_stableaudio.hooks.base import USER_AGENT
+from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from tests.conftest import API_KEY, set_connection
 from tests.fake_clock import FakeClock, fake_clock
 from tests.scripted_server import Reply

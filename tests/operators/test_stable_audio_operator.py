@@ -23,7 +23,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioTimeoutError,
     StableAudioValidationError,
 )
-from airflow_provider_stableaudio.hooks import stable_audio as hook_module
+from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
 from tests.conftest import API_KEY, set_connection

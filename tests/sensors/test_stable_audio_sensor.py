@@ -23,7 +23,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioPermanentError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
-from airflow_provider_stableaudio.hooks import stable_audio as hook_module
+from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger

@@ -1,0 +1,341 @@
+"""What both services' hooks share: the connection, the session, retries, the "outcome unknown" rule."""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_stableaudio import __version__, download
+from airflow_provider_stableaudio.api_errors import error_from_response, redact, submission_was_rejected
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConnectionError,
+    StableAudioGenerationFailed,
+    StableAudioResponseError,
+    StableAudioRetryableError,
+    StableAudioSubmissionUnknownError,
+    StableAudioTimeoutError,
+)
+from airflow_provider_stableaudio.generation_result import Generation, GenerationState
+from airflow_provider_stableaudio.retry_policy import RetryPolicy, poll_delay
+from airflow_provider_stableaudio.services import SERVICES
+from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import requests
+
+    from airflow_provider_stableaudio.services import Service
+    from airflow_provider_stableaudio.storage import OutputPath
+
+USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
+_T = TypeVar("_T")
+
+
+class StableAudioBaseHook(BaseHook):
+    """The parts of a Stable Audio hook that do not depend on the service.
+
+    The connection's password holds the API key; its host the Base URL (the service's own when
+    empty; a host without a scheme gets https); the optional ``timeout`` extra the seconds allowed
+    for each API call (default 30).
+
+    :param conn_id: the Airflow connection to use.
+    :param max_retries: how many times a transient failure (429, 5xx, connection error) of one
+        call is retried, with exponential backoff that honours ``Retry-After``; a call given a
+        ``timeout`` never waits past it.
+    """
+
+    conn_name_attr = "conn_id"
+    #: The service this hook talks to (a key of :data:`airflow_provider_stableaudio.services.SERVICES`).
+    service_name: ClassVar[str]
+
+    def __init__(self, conn_id: str | None = None, *, max_retries: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.service.default_conn_id
+        self.max_retries = max_retries
+        self._async_settings: ApiSettings | None = None
+
+    @property
+    def service(self) -> Service:
+        return SERVICES[self.service_name]
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ApiSettings:
+        return settings_from_connection(
+            conn_id=self.conn_id,
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extra=extra,
+            service=self.service,
+        )
+
+    @cached_property
+    def settings(self) -> ApiSettings:
+        """The connection's settings, looked up once (synchronously: not for use inside triggers)."""
+        conn = self.get_connection(self.conn_id)
+        settings = self._settings_from(conn, conn.extra_dejson)
+        _mask(settings.api_key)
+        return settings
+
+    async def aget_settings(self) -> ApiSettings:
+        """The connection's settings, looked up once without blocking the event loop."""
+        if self._async_settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.conn_id, hook=self)
+            # Not conn.extra_dejson: it masks through a synchronous call to the supervisor, which
+            # blocks the triggerer's loop (and before Airflow 3.3.2 can raise DeadlockImminentError).
+            settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+            await _amask(settings.api_key)
+            self._async_settings = settings
+        return self._async_settings
+
+    def _api_headers(self, settings: ApiSettings, *, accept: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"Bearer {settings.api_key}", "User-Agent": USER_AGENT, "Accept": accept}
+
+    def get_conn(self) -> requests.Session:
+        """The reused ``requests.Session`` (no credentials on it: they go only to API calls)."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        import requests  # deferred: DAG files that import the provider should not pay for it
+
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    # -- synchronous calls --------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, action: str, **kwargs: Any) -> requests.Response:
+        """One API call; raises :class:`StableAudioConnectionError` when no answer arrived.
+
+        Its ``request_sent`` tells whether the request may have reached the server. Keyword
+        arguments go to ``requests`` (``headers`` defaults to the API headers).
+        """
+        import requests
+
+        settings = self.settings
+        kwargs.setdefault("headers", self._api_headers(settings))
+        kwargs.setdefault("timeout", settings.request_timeout)
+        try:
+            return self.get_conn().request(method, settings.base_url + path, **kwargs)
+        except requests.RequestException as exc:
+            raise self._connection_error(action, exc) from None
+
+    def _connection_error(self, action: str, exc: Exception) -> StableAudioConnectionError:
+        return StableAudioConnectionError(
+            redact(f"could not {action}: {type(exc).__name__}: {exc}", self.settings.api_key),
+            request_sent=not _never_connected(exc),
+        )
+
+    def _send(self, method: str, path: str, *, action: str, **kwargs: Any) -> tuple[int, bytes, str | None]:
+        """:meth:`_request`, read whole: ``(status, body, Retry-After)``."""
+        response = self._request(method, path, action=action, **kwargs)
+        return response.status_code, response.content, response.headers.get("Retry-After")
+
+    def _retry_or_raise(
+        self,
+        failures: int,
+        error: StableAudioRetryableError,
+        *,
+        action: str,
+        deadline: float | None,
+        max_retries: int | None = None,
+    ) -> None:
+        """Sleep before the next attempt, or raise ``error`` when the retry policy gives up."""
+        policy = RetryPolicy(max_retries=self.max_retries if max_retries is None else max_retries)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        delay = policy.delay(failures, retry_after=error.retry_after, remaining=remaining)
+        if delay is None:
+            raise error
+        self.log.warning("%s failed (%d in a row), retrying in %.1fs: %s", action, failures, delay, error)
+        time.sleep(delay)
+
+    def _unknown_hint(self) -> str:
+        return (
+            "The request may have created a generation, so it was not sent again: check the "
+            f"generations on your {self.service.title} account before retrying, or you may pay twice."
+        )
+
+    def _refusal(self, status: int, content: bytes, retry_after: str | None, *, action: str) -> Exception:
+        """The error for a failed submission: the API's, when it provably created nothing, else
+        :class:`StableAudioSubmissionUnknownError` (never retried)."""
+        error = error_from_response(
+            status,
+            content,
+            action=action,
+            retry_after=retry_after,
+            secret=self.settings.api_key,
+            api=self.service.title,
+        )
+        if submission_was_rejected(status, content):
+            return error
+        return StableAudioSubmissionUnknownError(
+            f"{error}. {self._unknown_hint()}", status_code=status, request_id=error.request_id
+        )
+
+    def _unknown(self, what: str) -> StableAudioSubmissionUnknownError:
+        """The error for a submission whose outcome cannot be known: ``what`` happened instead."""
+        return StableAudioSubmissionUnknownError(f"{what}. {self._unknown_hint()}")
+
+    def _submit(self, attempt: Callable[[], _T], *, action: str, timeout: float | None) -> _T:
+        """Run ``attempt`` (one submission) until it answers; retried only while the service provably
+        created nothing: a connection never made, or a retryable rejection (429, the API's own 5xx).
+
+        ``attempt`` raises :class:`StableAudioConnectionError` for a lost answer, the error of
+        :meth:`_refusal` for a failed one, and turns anything else it cannot read into
+        :class:`StableAudioSubmissionUnknownError` itself.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except StableAudioConnectionError as failure:
+                if failure.request_sent:
+                    raise self._unknown(str(failure)) from None
+                retryable: StableAudioRetryableError = failure
+            except StableAudioResponseError as unreadable:  # a 2xx nobody could read: it may be paid
+                raise self._unknown(str(unreadable)) from None
+            except StableAudioRetryableError as rejection:
+                retryable = rejection
+            failures += 1
+            self._retry_or_raise(failures, retryable, action=action, deadline=deadline)
+
+    # -- waiting (both services: the subclass reads one state with get_generation) ---------------
+
+    def get_generation(
+        self, generation_id: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> Generation:
+        """Read a generation's current state, retrying transient failures.
+
+        :param generation_id: the generation to read.
+        :param timeout: seconds after which a transient failure is no longer retried (no wait
+            between attempts runs past it); ``None``: only ``max_retries`` limits the retries.
+        :param max_retries: this call's retries, instead of the hook's (``0``: one attempt).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        action = f"poll generation {generation_id}"
+        failures = 0
+        while True:
+            try:
+                return self._poll(generation_id)
+            except StableAudioRetryableError as error:
+                failures += 1
+                self._retry_or_raise(
+                    failures, error, action=action, deadline=deadline, max_retries=max_retries
+                )
+
+    def _poll(self, generation_id: str) -> Generation:
+        """One reading of the generation's state (the service's own call)."""
+        raise NotImplementedError
+
+    async def aget_generation(self, generation_id: str) -> Generation:
+        """One reading of the generation's state without blocking the loop; the trigger owns retries."""
+        raise NotImplementedError
+
+    def wait_for_generation(
+        self, generation_id: str, *, poll_interval: float = 10, timeout: float = 900
+    ) -> Generation:
+        """Poll until the generation ends; transient errors are retried until ``timeout``.
+
+        Polls and retries follow the same policy as the trigger's, and no wait runs past ``timeout``.
+
+        :raises StableAudioGenerationFailed: the API reports the generation failed.
+        :raises StableAudioTimeoutError: it was still unfinished after ``timeout`` seconds.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        last_status = "unknown"
+        failures = 0
+        while True:
+            retry_after = None
+            try:
+                generation = self.get_generation(generation_id, max_retries=0)
+            except StableAudioRetryableError as error:
+                failures += 1
+                retry_after = error.retry_after
+                self.log.warning(
+                    "Polling generation %s failed (%d in a row), will retry: %s",
+                    generation_id,
+                    failures,
+                    error,
+                )
+            else:
+                failures = 0
+                last_status = generation.status
+                if generation.state is GenerationState.SUCCEEDED:
+                    return generation
+                if generation.state is GenerationState.FAILED:
+                    raise StableAudioGenerationFailed.for_generation(generation_id, generation.error_message)
+                self.log.info("Generation %s is %s", generation_id, generation.status)
+            remaining = deadline - time.monotonic()
+            delay = poll_delay(poll_interval, failures=failures, retry_after=retry_after, remaining=remaining)
+            if delay is None:
+                raise StableAudioTimeoutError(
+                    f"Stable Audio generation {generation_id} was still {last_status!r} after "
+                    f"{time.monotonic() - started:.0f}s (timeout {timeout:g}s)"
+                )
+            time.sleep(delay)
+
+    # -- the clip -----------------------------------------------------------------------------
+
+    def store_result(self, generation: Generation, path: OutputPath) -> str:
+        """Write a completed generation's audio to ``path``, whole or not at all; return where."""
+        raise NotImplementedError
+
+    def _download(self, url: str, path: OutputPath, **kwargs: Any) -> str:
+        location, received = download.download_file(
+            self.get_conn(),
+            url,
+            path,
+            timeout=self.settings.request_timeout,
+            max_retries=self.max_retries,
+            log=self.log,
+            **kwargs,
+        )
+        self.log.info("Downloaded %d bytes to %s", received, location)
+        return location
+
+
+def _never_connected(exc: Exception) -> bool:
+    """Whether ``requests`` failed before the connection was made, so nothing was sent."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+
+
+def _mask(secret: str) -> None:
+    """Register the key with Airflow's log masker (a no-op outside Airflow's logging)."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """:func:`_mask` for an event loop: never a synchronous call to the supervisor on the loop."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:
+        # Before Airflow 3.3: the synchronous masker in asgiref's thread, which hands its supervisor
+        # call back to this loop. A plain thread (asyncio.to_thread) runs that call on a loop of its
+        # own, past the comms lock: on 3.1.2 the trigger runner then reads the supervisor's answers
+        # out of order and dies ("Response read out of order").
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(_mask)(secret)
+    else:
+        await amask_secret(secret)
