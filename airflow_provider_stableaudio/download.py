@@ -48,6 +48,7 @@ def download_file(
     expected_size: int | None = None,
     max_retries: int = 5,
     log: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[str, int]:
     """Stream the file at ``url`` to ``path``; return ``(where it was written, bytes received)``.
 
@@ -63,6 +64,8 @@ def download_file(
     :param expected_size: the ``file_size`` the API reported, if any.
     :param max_retries: retries of a transient failure, within :data:`RETRY_WINDOW_SECONDS`.
     :param log: where to warn about a retried failure (a ``logging.Logger``), if anywhere.
+    :param headers: headers to send besides ``Accept-Encoding`` (the API's, for a result fetched
+        from the API itself).
     :raises StableAudioDownloadError: the file could not be fetched, written, or arrived whole.
     """
     target = storage.prepare(path)
@@ -73,7 +76,13 @@ def download_file(
     while True:
         try:
             return location, _fetch(
-                session, url, target, location, timeout=timeout, expected_size=expected_size
+                session,
+                url,
+                target,
+                location,
+                timeout=timeout,
+                expected_size=expected_size,
+                headers={**(headers or {}), "Accept-Encoding": "identity"},
             )
         except _TransientFailure as failure:
             failures += 1
@@ -96,6 +105,7 @@ def _fetch(
     *,
     timeout: float,
     expected_size: int | None,
+    headers: dict[str, str],
 ) -> int:
     """One attempt; returns the bytes written, or raises :class:`_TransientFailure` or the final error."""
     import requests
@@ -105,9 +115,7 @@ def _fetch(
         with (
             storage.staged_write(target) as out,
             # identity: the byte counts below are of the file itself, never of a compressed body.
-            session.get(
-                url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}
-            ) as response,
+            session.get(url, stream=True, timeout=timeout, headers=headers) as response,
         ):
             status = response.status_code
             if status != 200:

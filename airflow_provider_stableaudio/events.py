@@ -5,11 +5,13 @@ Payloads are plain JSON: the triggerer msgpack-encodes them, and another provide
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from airflow_provider_stableaudio.api_errors import shorten
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
+    StableAudioContentRefusedError,
     StableAudioGenerationFailed,
     StableAudioKeyRefusedError,
     StableAudioPermanentError,
@@ -17,18 +19,26 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
+from airflow_provider_stableaudio.services import AIMLAPI
 
 
-def success_event(generation: Generation) -> dict[str, Any]:
-    """The payload for a completed generation."""
+def success_event(generation: Generation, *, service: str = AIMLAPI) -> dict[str, Any]:
+    """The payload for a completed generation.
+
+    :param service: the service that holds the result; Stability's events carry no URL (the worker
+        fetches the result by id) but when the trigger saw it finished, for an expiry message.
+    """
     if generation.audio_file is None:
         raise ValueError(f"generation {generation.id} has no audio file")
-    return {
+    event = {
         "status": "success",
         "generation_id": generation.id,
         **generation.audio_file.to_dict(),
         "credits_used": generation.credits_used,
     }
+    if service != AIMLAPI:
+        event.update(service=service, finished_at=time.time())
+    return event
 
 
 # An error event's ``reason``: why the wait ended. Events without one (from older provider
@@ -37,6 +47,7 @@ GENERATION_FAILED = "generation_failed"
 KEY_REFUSED = "key_refused"
 POLL_REFUSED = "poll_refused"
 CONNECTION_UNUSABLE = "connection_unusable"
+CONTENT_REFUSED = "content_refused"
 # Event messages are stored in the metadata database and logged: kept to a sane length.
 EVENT_MESSAGE_LIMIT = 1000
 
@@ -96,11 +107,15 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
             raise StableAudioPermanentError(str(message))
         if reason == CONNECTION_UNUSABLE:
             raise StableAudioConfigError(str(message))
+        if reason == CONTENT_REFUSED:
+            raise StableAudioContentRefusedError(str(message))
         raise StableAudioGenerationFailed.for_generation(gen_id, message)
     if status == "timeout":
         raise StableAudioTimeoutError(f"Stable Audio generation {gen_id} timed out: {event.get('message')}")
     url = event.get("url")
-    if status != "success" or not isinstance(gen_id, str) or not isinstance(url, str) or not url:
+    # Only the AI/ML API hands over a URL; Stability's result is fetched from the API by its id.
+    has_result = event.get("service", AIMLAPI) != AIMLAPI or (isinstance(url, str) and bool(url))
+    if status != "success" or not isinstance(gen_id, str) or not has_result:
         raise StableAudioResponseError(f"unexpected trigger event for generation {gen_id}: {event!r}")
     return Generation(
         id=gen_id,
@@ -111,6 +126,8 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
             file_name=event.get("file_name"),
             content_type=event.get("content_type"),
             file_size=event.get("file_size"),
+            seed=event.get("seed"),
+            finish_reason=event.get("finish_reason"),
         ),
         credits_used=event.get("credits_used"),
     )

@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact, shorten
 from airflow_provider_stableaudio.exceptions import (
+    StableAudioContentRefusedError,
+    StableAudioGenerationFailed,
     StableAudioKeyRefusedError,
     StableAudioPermanentError,
     StableAudioResponseError,
@@ -36,22 +38,43 @@ STATUS_STATES: dict[str, GenerationState] = {
 }
 
 
+# Stability's finish reason (and so status) of a result its moderation filtered.
+CONTENT_FILTERED = "CONTENT_FILTERED"
+
+
 def quote_body(body: Any) -> str:
     """A short, single-line rendering of a response body for error messages."""
     return shorten(body if isinstance(body, str) else json.dumps(body, default=str))
 
 
+_SERVICE_SPECIFIC = frozenset({"seed", "finish_reason"})
+
+
 @dataclass(frozen=True)
 class AudioFile:
-    """The generated file; only ``url`` is guaranteed by the API's schema."""
+    """The generated file, with what the service said of it.
 
-    url: str
+    :param url: where to download it (the AI/ML API's only guaranteed field); ``None`` for Stability
+        AI, whose answer is the audio itself.
+    :param file_name: the file's name, when sent.
+    :param content_type: its media type, when sent.
+    :param file_size: its size in bytes, when known.
+    :param seed: the seed the service used (Stability AI).
+    :param finish_reason: ``SUCCESS`` or ``CONTENT_FILTERED`` (Stability AI).
+    """
+
+    url: str | None = None
     file_name: str | None = None
     content_type: str | None = None
     file_size: int | None = None
+    seed: int | None = None
+    finish_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; Stability AI's own (``seed``, ``finish_reason``) only when known, so the AI/ML
+        API's ``audio_file`` XCom keeps its keys."""
+        fields = asdict(self)
+        return {k: v for k, v in fields.items() if v is not None or k not in _SERVICE_SPECIFIC}
 
 
 @dataclass(frozen=True)
@@ -202,3 +225,10 @@ def accepted_id(content: bytes) -> str | None:
         return None
     gen_id = (body.get("id") or body.get("generation_id")) if isinstance(body, dict) else None
     return gen_id if isinstance(gen_id, str) and gen_id else None
+
+
+def generation_failure(generation: Generation) -> StableAudioGenerationFailed:
+    """The error for a generation that ended ``FAILED``: a refusal of its content, or a failure."""
+    if generation.status == CONTENT_FILTERED:
+        return StableAudioContentRefusedError(generation.error_message or "the content was filtered")
+    return StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)

@@ -9,15 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_stableaudio.events import error_event, refusal_event, success_event, timeout_event
+from airflow_provider_stableaudio.events import (
+    CONTENT_REFUSED,
+    GENERATION_FAILED,
+    error_event,
+    refusal_event,
+    success_event,
+    timeout_event,
+)
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
     StableAudioRetryableError,
 )
-from airflow_provider_stableaudio.generation_result import GenerationState
-from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.generation_result import CONTENT_FILTERED, GenerationState
+from airflow_provider_stableaudio.hooks.factory import hook_class
 from airflow_provider_stableaudio.retry_policy import poll_delay
+from airflow_provider_stableaudio.services import AIMLAPI
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -30,20 +38,31 @@ class StableAudioGenerationTrigger(BaseTrigger):
     the generation failed, the API refused the key (401, 403) or the poll (404), or the connection
     cannot be used) or ``timeout`` (still unfinished at ``end_time``). Transient poll failures
     (429, 5xx, network, malformed bodies) are retried with backoff until ``end_time``. Running it
-    again (a triggerer restart) only polls again.
+    again (a triggerer restart) only polls again. A Stability AI result is never read here: the
+    event says it is ready, and the worker fetches it.
 
     :param conn_id: the Stable Audio connection.
     :param generation_id: the generation to wait for.
     :param poll_interval: seconds between polls.
     :param end_time: the deadline as a Unix timestamp (wall clock: meaningful in any process).
+    :param service: the service the connection reaches (``aimlapi`` or ``stability``).
     """
 
-    def __init__(self, *, conn_id: str, generation_id: str, poll_interval: float, end_time: float) -> None:
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        generation_id: str,
+        poll_interval: float,
+        end_time: float,
+        service: str = AIMLAPI,
+    ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.generation_id = generation_id
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.service = service
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -53,6 +72,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 "generation_id": self.generation_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "service": self.service,
             },
         )
 
@@ -63,7 +83,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
         """Poll until the generation ends or the deadline passes; return the one event payload."""
         from airflow_provider_stableaudio.hooks.async_session import shared_client_session
 
-        hook = StableAudioHook(conn_id=self.conn_id)
+        hook = hook_class(self.service)(conn_id=self.conn_id)
         started = time.time()
         last_status = "unknown"
         failures = 0
@@ -93,10 +113,13 @@ class StableAudioGenerationTrigger(BaseTrigger):
                     failures = 0
                     last_status = generation.status
                     if generation.state is GenerationState.SUCCEEDED:
-                        return success_event(generation)
+                        return success_event(generation, service=self.service)
                     if generation.state is GenerationState.FAILED:
+                        refused = generation.status == CONTENT_FILTERED
                         return error_event(
-                            self.generation_id, generation.error_message or f"status {generation.status!r}"
+                            self.generation_id,
+                            generation.error_message or f"status {generation.status!r}",
+                            reason=CONTENT_REFUSED if refused else GENERATION_FAILED,
                         )
                 # The same policy as the synchronous wait: jittered interval, backoff after failures.
                 delay = poll_delay(

@@ -1,0 +1,162 @@
+"""Reading Stability AI's answers (submit, results, audio) into the status model. No Airflow imports.
+
+Stability answers with the audio itself, so a finished result is read from its status and headers
+only: the body (the clip) is streamed to storage by whoever fetches it, never read here. Points of
+the contract that no client confirms are data below, easy to change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioContentRefusedError,
+    StableAudioKeyRefusedError,
+    StableAudioPermanentError,
+    StableAudioResponseError,
+)
+from airflow_provider_stableaudio.generation_result import (
+    CONTENT_FILTERED,
+    AudioFile,
+    Generation,
+    GenerationState,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+API = "Stability AI API"
+RESULTS_PATH = "/v2beta/audio/results/{id}"
+BALANCE_PATH = "/v1/user/balance"
+# Ask for the bytes (streamed to storage), not base64 in JSON (the clip three times in memory).
+ACCEPT_AUDIO = "audio/*"
+# Sent with an audio answer. Confirmed for the image endpoints; unconfirmed for audio: when absent,
+# the finish reason is unknown (not assumed filtered) and the seed is not reported.
+FINISH_REASON_HEADER = "finish-reason"
+SEED_HEADER = "seed"
+MODERATION_ERROR = "content_moderation"
+# Results are kept about this long (the contract's "about 24 hours").
+RESULT_TTL_HOURS = 24
+_GENERATION_ID = re.compile(r"[0-9a-zA-Z_-]{1,128}")
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def audio_file_from_headers(headers: Mapping[str, str]) -> AudioFile:
+    """What an audio answer's headers say of the clip (its bytes are not read here)."""
+    return AudioFile(
+        content_type=(headers.get("Content-Type") or "").split(";")[0].strip() or None,
+        file_size=_int_header(headers.get("Content-Length")),
+        seed=_int_header(headers.get(SEED_HEADER)),
+        finish_reason=headers.get(FINISH_REASON_HEADER) or None,
+    )
+
+
+def finished(generation_id: str, headers: Mapping[str, str]) -> Generation:
+    """The generation whose finished result (an audio answer) carried ``headers``."""
+    audio = audio_file_from_headers(headers)
+    if audio.finish_reason == CONTENT_FILTERED:
+        return Generation(
+            id=generation_id,
+            status=CONTENT_FILTERED,
+            state=GenerationState.FAILED,
+            audio_file=audio,
+            error_message=content_filtered_message(generation_id),
+        )
+    return Generation(id=generation_id, status="complete", state=GenerationState.SUCCEEDED, audio_file=audio)
+
+
+def content_filtered_message(generation_id: str | None) -> str:
+    return (
+        f"Stability AI filtered the result of generation {generation_id} (finish_reason "
+        f"{CONTENT_FILTERED}): the content was refused by its moderation"
+    )
+
+
+def is_content_moderation(status: int, body: bytes) -> bool:
+    """Whether a 403 is Stability's moderation refusing the prompt or input audio, not the key."""
+    if status != 403:
+        return False
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(envelope, dict) and envelope.get("name") == MODERATION_ERROR
+
+
+def content_refused(status: int, body: bytes, *, action: str, secret: str) -> StableAudioContentRefusedError:
+    """The error for a 403 ``content_moderation`` answer."""
+    detail, request_id = error_detail(body, secret=secret)
+    reference = f" (request id {request_id})" if request_id else ""
+    return StableAudioContentRefusedError(
+        redact(
+            f"Stability AI refused the content while trying to {action} "
+            f"(HTTP {status}: {detail}){reference}: its moderation flagged the prompt or the input "
+            "audio. Nothing was generated; change the request before trying again.",
+            secret,
+        )
+    )
+
+
+def submitted_id(content: bytes, *, action: str) -> str:
+    """The id in a Stable Audio 3 submit's 202 body.
+
+    :raises StableAudioResponseError: no readable id (the caller treats the outcome as unknown).
+    """
+    try:
+        body: Any = json.loads(content)
+    except ValueError:
+        body = None
+    generation_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(generation_id, str) or not _GENERATION_ID.fullmatch(generation_id):
+        raise StableAudioResponseError(
+            f"the {API}'s answer to {action} has no generation id: {content[:200]!r}"
+        )
+    return generation_id
+
+
+def result_answer(
+    status: int, headers: Mapping[str, str], body: bytes, generation_id: str, *, secret: str
+) -> Generation:
+    """The generation in the answer to ``GET /v2beta/audio/results/{id}``, or the error it reports.
+
+    :param body: the body of anything but a 200 (a 200's body is the clip: pass ``b""``).
+    :raises StableAudioRetryableError: a transient failure (429, 5xx).
+    :raises StableAudioKeyRefusedError: 401, 403: the key was refused.
+    :raises StableAudioPermanentError: 404 (unknown, or expired) and other 4xx.
+    """
+    action = f"poll generation {generation_id}"
+    if status == 202:
+        return Generation(id=generation_id, status="in-progress", state=GenerationState.PENDING)
+    if status == 200:
+        return finished(generation_id, headers)
+    if status in (401, 403):
+        detail, request_id = error_detail(body, secret=secret)
+        raise StableAudioKeyRefusedError(
+            redact(
+                f"{API} refused the connection's API key (HTTP {status}: {detail}) while polling "
+                f"generation {generation_id}. Check the API key in the connection's password field; "
+                "nothing is known to be wrong with the generation.",
+                secret,
+            ),
+            status_code=status,
+            request_id=request_id,
+        )
+    if 200 <= status < 300:
+        raise StableAudioResponseError(f"the {API} answered HTTP {status} to {action}")
+    error = error_from_response(
+        status, body, action=action, retry_after=headers.get("Retry-After"), secret=secret, api=API
+    )
+    if status == 404:
+        raise StableAudioPermanentError(
+            f"{error}. Generation {generation_id} is unknown to Stability AI: a wrong id, another "
+            f"account, or a result past its {RESULT_TTL_HOURS} hours.",
+            status_code=404,
+            request_id=error.request_id,
+        )
+    raise error
