@@ -29,9 +29,10 @@ class Delivery:
     location: str | None
 
     @property
-    def url(self) -> str:
-        """The audio URL (the task's return value)."""
-        return self.generation.audio_file.url if self.generation.audio_file else ""
+    def result(self) -> str:
+        """The task's return value: the audio URL (AI/ML API), else where the clip was stored."""
+        url = self.generation.audio_file.url if self.generation.audio_file else None
+        return url or self.location or ""
 
 
 def prepare_output_path(output_path: OutputPath | None) -> None:
@@ -48,28 +49,41 @@ def deliver_generation(
     output_path: OutputPath | None,
     log: Any,
     asset_extra: dict[str, Any] | None = None,
+    model: str | None = None,
+    stored_at: str | None = None,
 ) -> Delivery:
-    """Push the ``audio_file`` (and ``local_path``) XComs, download if asked; return what was delivered.
+    """Push the ``audio_file`` (and ``local_path``) XComs, store the clip if asked; return what was delivered.
 
     :param asset_extra: request details to attach, with the file's, to the event of every asset in
         the task's ``outlets``.
+    :param model: the model that generated it, when the task knows it.
+    :param stored_at: where the clip already is (a synchronous generation streamed it there).
     """
     audio = generation.audio_file
     if audio is None:
         raise ValueError(f"generation {generation.id} has no audio file")
     ti = context["ti"]
-    metadata = {**audio.to_dict(), "generation_id": generation.id, "credits_used": generation.credits_used}
+    location = stored_at
+    if location is None and output_path is not None:
+        # Before any XCom: a clip that cannot be stored is not reported as delivered.
+        location = hook.store_result(generation, output_path)
+    metadata = {
+        **audio.to_dict(),
+        "generation_id": generation.id or None,
+        "credits_used": generation.credits_used,
+        "model": model,
+    }
+    if location is not None and audio.file_size is None:
+        metadata["file_size"] = _stored_size(location)
     ti.xcom_push(key=AUDIO_FILE_XCOM, value=metadata)
     log.info(
         "Generation %s completed: %s (%s bytes, %s credits)",
-        generation.id,
-        audio.url,
-        audio.file_size,
+        generation.id or "(synchronous)",
+        audio.url or location,
+        metadata["file_size"],
         generation.credits_used,
     )
-    location = None
-    if output_path is not None:
-        location = hook.download_audio(audio.url, output_path, expected_size=audio.file_size)
+    if location is not None:
         ti.xcom_push(key=LOCAL_PATH_XCOM, value=location)
     _attach_to_asset_events(context, {**(asset_extra or {}), **metadata, "local_path": location})
     return Delivery(generation=generation, location=location)
@@ -86,3 +100,14 @@ def _attach_to_asset_events(context: Any, extra: dict[str, Any]) -> None:
     for outlet in getattr(task, "outlets", None) or ():
         if isinstance(outlet, Asset):
             outlet_events[outlet].extra.update(extra)
+
+
+def _stored_size(location: str) -> int | None:
+    """The size of the stored clip, when its store says (the service did not)."""
+    from airflow_provider_stableaudio import storage
+
+    try:
+        target = storage.resolve(location)
+        return target.stat().st_size if not isinstance(target, tuple) else int(target[0].size(target[1]))
+    except Exception:
+        return None

@@ -131,3 +131,11 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
         ),
         credits_used=event.get("credits_used"),
     )
+
+
+def finished_ago(event: Any) -> str:
+    """How long before now the trigger saw the result finished, for a result no longer served."""
+    finished_at = event.get("finished_at") if isinstance(event, dict) else None
+    if isinstance(finished_at, bool) or not isinstance(finished_at, (int, float)):
+        return ""
+    return f" (it finished {(time.time() - finished_at) / 3600:.1f} hours before the task resumed)"

@@ -7,12 +7,19 @@ from typing import Any
 from airflow_provider_stableaudio import __version__
 
 INTEGRATION = "Stable Audio"
+STABILITY_INTEGRATION = "Stability AI"
 
 # The Airflow 3 UI draws the connection form from this, without importing the hook.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden_fields": ["schema", "port", "login"],
     "relabeling": {"password": "API Key", "host": "Base URL"},
     "placeholders": {"host": "https://api.aimlapi.com", "password": "your AI/ML API key"},
+}
+
+STABILITY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "login"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "placeholders": {"host": "https://api.stability.ai", "password": "your Stability AI API key"},
 }
 
 CONN_FIELDS: dict[str, Any] = {
@@ -29,20 +36,32 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-stableaudio",
         "name": "Stable Audio",
-        "description": "Generate music and sound with Stable Audio (AI/ML API) from Airflow DAGs.",
+        "description": (
+            "Generate music and sound with Stable Audio from Airflow DAGs, on the AI/ML API or on "
+            "Stability AI's own API."
+        ),
         "versions": [__version__],
         "integrations": [
             {
                 "integration-name": INTEGRATION,
                 "external-doc-url": "https://docs.aimlapi.com/api-references/music-models/stability-ai/stable-audio",
                 "tags": ["service"],
-            }
+            },
+            {
+                "integration-name": STABILITY_INTEGRATION,
+                "external-doc-url": "https://platform.stability.ai/docs/api-reference",
+                "tags": ["service"],
+            },
         ],
         "hooks": [
             {
                 "integration-name": INTEGRATION,
                 "python-modules": ["airflow_provider_stableaudio.hooks.stable_audio"],
-            }
+            },
+            {
+                "integration-name": STABILITY_INTEGRATION,
+                "python-modules": ["airflow_provider_stableaudio.hooks.stability"],
+            },
         ],
         "operators": [
             {
@@ -80,6 +99,17 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
                 },
                 "conn-fields": CONN_FIELDS,
-            }
+            },
+            {
+                "connection-type": "stability",
+                "hook-class-name": "airflow_provider_stableaudio.hooks.stability.StabilityAudioHook",
+                "hook-name": "Stability AI (Stable Audio)",
+                "ui-field-behaviour": {
+                    "hidden-fields": STABILITY_UI_FIELD_BEHAVIOUR["hidden_fields"],
+                    "relabeling": STABILITY_UI_FIELD_BEHAVIOUR["relabeling"],
+                    "placeholders": STABILITY_UI_FIELD_BEHAVIOUR["placeholders"],
+                },
+                "conn-fields": CONN_FIELDS,
+            },
         ],
     }

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
+    StableAudioContentRefusedError,
     StableAudioSubmissionUnknownError,
     StableAudioValidationError,
 )
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Bad input or configuration fails the same way on every try; a submission of unknown outcome
-# would be sent again by a retry and might pay twice.
-FINAL_ERRORS = (StableAudioValidationError, StableAudioConfigError, StableAudioSubmissionUnknownError)
+# Bad input or configuration fails the same way on every try, and so does content the service's
+# moderation refused; a submission of unknown outcome would be sent again by a retry and might pay twice.
+FINAL_ERRORS = (
+    StableAudioValidationError,
+    StableAudioConfigError,
+    StableAudioContentRefusedError,
+    StableAudioSubmissionUnknownError,
+)
 
 
 def fail_without_retries(method: Callable[P, R]) -> Callable[P, R]:

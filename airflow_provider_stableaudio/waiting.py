@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioTimeoutError
 
 if TYPE_CHECKING:
-    from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+    from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
 
 # The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
 DEFER_TIMEOUT_MARGIN = timedelta(seconds=60)
@@ -27,7 +27,7 @@ def positive_seconds(name: str, value: Any) -> float:
 
 
 def defer_to_trigger(
-    task: Any, *, hook: StableAudioHook, generation_id: str, poll_interval: float, timeout: float
+    task: Any, *, hook: StableAudioBaseHook, generation_id: str, poll_interval: float, timeout: float
 ) -> None:
     """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
 
@@ -47,6 +47,7 @@ def defer_to_trigger(
             generation_id=generation_id,
             poll_interval=poll_interval,
             end_time=time.time() + timeout,
+            service=hook.service_name,
         ),
         method_name="execute_complete",
         timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,

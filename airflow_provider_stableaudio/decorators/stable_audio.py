@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioValidationError
-from airflow_provider_stableaudio.generation_request import returned_fields
+from airflow_provider_stableaudio.generation_request import default_model, returned_fields
 from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
 from airflow_provider_stableaudio.task_failure import fail_without_retries
 
@@ -40,8 +40,8 @@ class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperato
     """``StableAudioGenerateOperator`` whose request comes from a Python function, called once per try.
 
     :param python_callable: returns the prompt (a string) or a dict of request fields (``prompt``,
-        ``seconds_total``, ``seconds_start``, ``steps``, ``model``); a dict's fields replace the
-        decorator's.
+        ``model`` and the model's own: ``seconds_total`` on the AI/ML API, ``duration``,
+        ``init_audio``, ``strength``, ... on Stability AI); a dict's fields replace the decorator's.
     :param op_args: positional arguments of the function (templated).
     :param op_kwargs: keyword arguments of the function (templated).
     """
@@ -94,7 +94,8 @@ class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperato
         """Take the request fields from what the function returned; raise before any request if bad."""
         name = getattr(self.python_callable, "__name__", "the function")
         try:
-            fields = returned_fields(returned, model=self.model)
+            model = self.model if self.model is not None else default_model(self.service.name)
+            fields = returned_fields(returned, model=model)
             # The prompt comes from the function only (a dict without one is refused below).
             for field, value in {"prompt": None, **fields}.items():
                 setattr(self, field, value)

@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_stableaudio.delivery import deliver_generation, prepare_output_path
-from airflow_provider_stableaudio.events import generation_from_event
+from airflow_provider_stableaudio.events import finished_ago, generation_from_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
-    StableAudioGenerationFailed,
     StableAudioPermanentError,
+    StableAudioResultGoneError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation_request import DEFAULT_MODEL, GenerationRequest
-from airflow_provider_stableaudio.generation_result import GenerationState
-from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.generation_request import GenerationRequest, default_model, service_of
+from airflow_provider_stableaudio.generation_result import GenerationState, generation_failure
+from airflow_provider_stableaudio.hooks.factory import connection_service, hook_class
 from airflow_provider_stableaudio.lineage import LineageMixin
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES
 from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
     default_deferrable,
@@ -36,27 +37,64 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stableaudio.generation_result import Generation
+    from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
+    from airflow_provider_stableaudio.services import Service
     from airflow_provider_stableaudio.storage import OutputPath
 
 # Key in the task's durable state (Airflow >= 3.3) holding the submitted generation.
 STATE_KEY = "stableaudio_generation"
+# The operator's request fields, handed to GenerationRequest.build (None: not given).
+REQUEST_FIELDS = (
+    "prompt",
+    "seconds_total",
+    "seconds_start",
+    "steps",
+    "duration",
+    "seed",
+    "cfg_scale",
+    "output_format",
+    "strength",
+    "mask_start",
+    "mask_end",
+)
 
 
 class StableAudioGenerateOperator(LineageMixin, BaseOperator):
-    """Generate a clip with Stable Audio; return its URL (XCom ``return_value``).
+    """Generate a clip with Stable Audio, on the AI/ML API or on Stability AI's own API.
 
-    Pushes XCom ``generation_id`` as soon as the API accepts the request, ``audio_file`` (url,
-    file_name, content_type, file_size, generation_id, credits_used) on completion, and
-    ``local_path`` when ``output_path`` is set. With the OpenLineage provider installed and enabled,
-    the run's lineage event names the clip at ``output_path`` as its output and carries the
+    The connection's type decides the service: ``stableaudio`` (AI/ML API; the task returns the
+    clip's URL) or ``stability`` (Stability AI; the answer is the audio itself, so ``output_path``
+    is required and the task returns where the clip was stored). Each model takes its own fields
+    (see ``docs/choosing-a-service.md``); every field is checked before any request.
+
+    Pushes XCom ``generation_id`` as soon as the API accepts the request (not for Stability's
+    synchronous models, which have none), ``audio_file`` (what is known of the file: url,
+    content_type, file_size, seed, finish_reason, generation_id, credits_used, model) on completion,
+    and ``local_path`` when ``output_path`` is set. With the OpenLineage provider installed and
+    enabled, the run's lineage event names the clip at ``output_path`` as its output and carries the
     ``stableAudioGeneration`` run facet (see :mod:`airflow_provider_stableaudio.lineage`).
 
     :param prompt: what to generate (templated).
-    :param seconds_total: clip length, 1..47 s (default 30; templated).
-    :param seconds_start: where the clip starts, 0..47 s and not after ``seconds_total`` (templated).
-    :param steps: diffusion steps, 1..1000 (default 100; cost grows with steps; templated).
-    :param model: the API model id (templated).
-    :param conn_id: the Stable Audio connection.
+    :param model: the model id (templated); default ``stable-audio`` on the AI/ML API,
+        ``stable-audio-3`` on Stability AI (also ``stable-audio-2.5``, ``stable-audio-2``).
+    :param seconds_total: AI/ML API: clip length, 1..47 s (default 30; templated).
+    :param seconds_start: AI/ML API: where the clip starts, 0..47 s, not after ``seconds_total``.
+    :param steps: diffusion steps: 1..1000 on the AI/ML API (default 100), 4..8 on Stable Audio
+        3 and 2.5 (templated).
+    :param duration: Stability AI: clip length in seconds (1..380 on Stable Audio 3, 1..190 on
+        2.x; templated).
+    :param seed: Stability AI: 0..4294967294, 0 for a random one (templated).
+    :param cfg_scale: Stability AI: how closely to follow the prompt, 1..25 (templated).
+    :param output_format: Stability AI: ``mp3`` (default) or ``wav`` (templated).
+    :param init_audio: Stability AI: the clip to transform (audio-to-audio) or repair (inpaint): a
+        local path, a URI or an ``ObjectStoragePath``; mp3 or wav, at most 50 MB (templated).
+    :param mode: ``text-to-audio``, ``audio-to-audio`` or ``inpaint``; by default it follows from
+        the fields (``init_audio`` with ``mask_start``/``mask_end`` is inpaint, ``init_audio``
+        otherwise audio-to-audio; templated).
+    :param strength: audio-to-audio: how far the result may move from ``init_audio``, 0.01..1.
+    :param mask_start: inpaint: where the span to regenerate starts, in seconds.
+    :param mask_end: inpaint: where it ends, in seconds, after ``mask_start``.
+    :param conn_id: the connection: type ``stableaudio`` or ``stability``.
     :param poll_interval: seconds between status checks.
     :param timeout: seconds to wait for the generation (number or timedelta; default 15 min). A
         shorter ``execution_timeout`` ends the wait too, deferred or not (``AirflowTaskTimeout``,
@@ -78,6 +116,15 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         "seconds_start",
         "steps",
         "model",
+        "duration",
+        "seed",
+        "cfg_scale",
+        "output_format",
+        "init_audio",
+        "mode",
+        "strength",
+        "mask_start",
+        "mask_end",
         "output_path",
     )
     operator_extra_links = (StableAudioClipLink(),)
@@ -87,11 +134,20 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         self,
         *,
         prompt: str,
+        model: str | None = None,
         seconds_total: int | None = None,
         seconds_start: int | None = None,
         steps: int | None = None,
-        model: str = DEFAULT_MODEL,
-        conn_id: str = StableAudioHook.default_conn_name,
+        duration: float | None = None,
+        seed: int | None = None,
+        cfg_scale: float | None = None,
+        output_format: str | None = None,
+        init_audio: OutputPath | None = None,
+        mode: str | None = None,
+        strength: float | None = None,
+        mask_start: float | None = None,
+        mask_end: float | None = None,
+        conn_id: str = SERVICES[AIMLAPI].default_conn_id,
         poll_interval: float = 10,
         timeout: float | timedelta = timedelta(minutes=15),
         deferrable: bool | None = None,
@@ -114,6 +170,15 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         self.seconds_start = seconds_start
         self.steps = steps
         self.model = model
+        self.duration = duration
+        self.seed = seed
+        self.cfg_scale = cfg_scale
+        self.output_format = output_format
+        self.init_audio = init_audio
+        self.mode = mode
+        self.strength = strength
+        self.mask_start = mask_start
+        self.mask_end = mask_end
         self.conn_id = conn_id
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.timeout = positive_seconds("timeout", timeout)
@@ -126,23 +191,52 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             )
 
     @cached_property
-    def hook(self) -> StableAudioHook:
-        return StableAudioHook(conn_id=self.conn_id)
+    def service(self) -> Service:
+        """The service the connection reaches (looked up from its type, at run time only)."""
+        return connection_service(self.conn_id)
+
+    @cached_property
+    def hook(self) -> StableAudioBaseHook:
+        return hook_class(self.service.name)(conn_id=self.conn_id)
 
     def build_request(self) -> GenerationRequest:
         """The validated request from the rendered fields; raises before any HTTP call."""
-        return GenerationRequest.build(
-            self.model,
-            prompt=self.prompt,
-            seconds_total=self.seconds_total,
-            seconds_start=self.seconds_start,
-            steps=self.steps,
-        )
+        model = self.model if self.model is not None else default_model(self.service.name)
+        serving = service_of(model) if isinstance(model, str) else None
+        if serving is not None and serving != self.service.name:
+            needed = SERVICES[serving]
+            raise StableAudioConfigError(
+                f"model {model!r} is served by the {needed.title}: use a connection of type "
+                f"{needed.conn_type!r} (such as {needed.default_conn_id!r}); connection "
+                f"{self.conn_id!r} is of type {self.service.conn_type!r} ({self.service.title})"
+            )
+        fields = {name: getattr(self, name) for name in REQUEST_FIELDS}
+        return GenerationRequest.build(model, mode=self.mode, init_audio=self.init_audio, **fields)
+
+    def _check_result_target(self, request: GenerationRequest) -> None:
+        """What the service's answer needs of the task, checked before anything is paid for."""
+        if request.service == AIMLAPI:
+            return
+        if self.output_path is None:
+            raise StableAudioConfigError(
+                f"output_path is required with a {self.service.title} connection: its answer is the "
+                "audio itself, not a URL, so it must be stored somewhere"
+            )
+        if not request.asynchronous and not self.wait_for_completion:
+            raise StableAudioConfigError(
+                f"wait_for_completion=False does not apply to {request.model}: it answers with the "
+                "audio itself, so there is no generation to wait for later"
+            )
 
     @fail_without_retries
     def execute(self, context: Context) -> str:
         request = self.build_request()
+        self._check_result_target(request)
         prepare_output_path(self.output_path)
+        if not request.asynchronous:
+            # The call is the wait (Stable Audio 2.x): nothing to defer, nothing to re-attach to.
+            generation, location = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
+            return self._finish(context, generation, stored_at=location)
         # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
         # [state_store] clear_on_success is set); older versions have none.
         store = context.get("task_state_store") if self.durable else None
@@ -181,9 +275,10 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                     exc_info=True,
                 )
         self.log.info(
-            "Submitted Stable Audio generation %s (%s credits): %s",
+            "Submitted Stable Audio generation %s (%s credits): %s %s",
             generation.id,
             generation.credits_used,
+            request.model,
             request.params,
         )
         return generation
@@ -224,11 +319,14 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             generation = generation_from_event(event)
         except StableAudioTimeoutError as error:
             raise ran_out_of_time(self, error, self.timeout) from None
-        return self._finish(context, generation)
+        try:
+            return self._finish(context, generation)
+        except StableAudioResultGoneError as error:
+            raise StableAudioResultGoneError(f"{error}{finished_ago(event)}") from None
 
-    def _finish(self, context: Context, generation: Generation) -> str:
+    def _finish(self, context: Context, generation: Generation, *, stored_at: str | None = None) -> str:
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
+            raise generation_failure(generation)
         request = self.build_request()
         # A failed download keeps the stored generation: the next try downloads again, and never
         # pays for a new clip because a CDN answered 404 once.
@@ -243,8 +341,10 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                 "model": request.model,
                 "duration_seconds": request.duration_seconds,
             },
+            model=request.model,
+            stored_at=stored_at,
         )
-        return self.delivery.url
+        return self.delivery.result
 
     def lineage_request(self) -> GenerationRequest:
         return self.build_request()

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_stableaudio.delivery import deliver_generation
-from airflow_provider_stableaudio.events import generation_from_event
+from airflow_provider_stableaudio.events import finished_ago, generation_from_event
 from airflow_provider_stableaudio.exceptions import (
-    StableAudioGenerationFailed,
+    StableAudioConfigError,
+    StableAudioResultGoneError,
     StableAudioRetryableError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation_result import GenerationState
-from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.generation_result import GenerationState, generation_failure
+from airflow_provider_stableaudio.hooks.factory import connection_service, hook_class
 from airflow_provider_stableaudio.lineage import LineageMixin
 from airflow_provider_stableaudio.links import StableAudioClipLink
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES
 from airflow_provider_stableaudio.task_failure import fail_without_retries
 from airflow_provider_stableaudio.waiting import (
     default_deferrable,
@@ -32,11 +34,13 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
     from airflow_provider_stableaudio.storage import OutputPath
 
 
 class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
-    """Wait until a Stable Audio generation completes; return its audio URL.
+    """Wait until a Stable Audio generation completes; return its audio URL (AI/ML API) or where
+    its clip was stored (Stability AI's Stable Audio 3, whose result is the audio itself).
 
     Deferrable by default (the same trigger as the operator); with ``deferrable=False`` it pokes
     in ``poke`` or ``reschedule`` mode. On success it pushes the same XComs as
@@ -44,9 +48,9 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
     the same lineage, without the request it did not send.
 
     :param generation_id: the generation to wait for (templated, e.g. pulled from XCom).
-    :param conn_id: the Stable Audio connection.
-    :param output_path: download the audio here once completed: a local path, a URI or an
-        ``ObjectStoragePath`` (templated).
+    :param conn_id: the connection (type ``stableaudio`` or ``stability``).
+    :param output_path: store the audio here once completed: a local path, a URI or an
+        ``ObjectStoragePath`` (templated); required with a Stability AI connection.
     :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
         default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
     :param poke_interval: seconds between status checks, greater than 0 (default 10).
@@ -64,7 +68,7 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         self,
         *,
         generation_id: str,
-        conn_id: str = StableAudioHook.default_conn_name,
+        conn_id: str = SERVICES[AIMLAPI].default_conn_id,
         output_path: OutputPath | None = None,
         deferrable: bool | None = None,
         poke_interval: float | timedelta = 10,
@@ -80,10 +84,11 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     @cached_property
-    def hook(self) -> StableAudioHook:
-        return StableAudioHook(conn_id=self.conn_id)
+    def hook(self) -> StableAudioBaseHook:
+        return hook_class(connection_service(self.conn_id).name)(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> Any:
+        self._check_output_path()
         if not self.deferrable:
             return super().execute(context)
         # One check on the worker first: no deferral at all for a generation that already ended.
@@ -102,6 +107,14 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         )
 
     @fail_without_retries
+    def _check_output_path(self) -> None:
+        if self.output_path is None and self.hook.service_name != AIMLAPI:
+            raise StableAudioConfigError(
+                f"output_path is required with a {self.hook.service.title} connection: its result is "
+                "the audio itself, not a URL, so it must be stored somewhere"
+            )
+
+    @fail_without_retries
     def poke(self, context: Context) -> PokeReturnValue | bool:
         try:
             # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
@@ -114,11 +127,11 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
             self.log.info("Generation %s is %s", self.generation_id, generation.status)
             return False
         if generation.state is GenerationState.FAILED:
-            raise StableAudioGenerationFailed.for_generation(generation.id, generation.error_message)
+            raise generation_failure(generation)
         self.delivery = deliver_generation(
             context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
         )
-        return PokeReturnValue(is_done=True, xcom_value=self.delivery.url)
+        return PokeReturnValue(is_done=True, xcom_value=self.delivery.result)
 
     def on_kill(self) -> None:
         """A killed task leaves no partial download behind (the wait itself holds nothing)."""
@@ -137,9 +150,11 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
                 output_path=self.output_path,
                 log=self.log,
             )
-            return self.delivery.url
+            return self.delivery.result
         except StableAudioTimeoutError as error:
             self._fail_as_a_sensor(ran_out_of_time(self, error, self.timeout))
+        except StableAudioResultGoneError as error:
+            self._fail_as_a_sensor(StableAudioResultGoneError(f"{error}{finished_ago(event)}"))
         except Exception as error:
             self._fail_as_a_sensor(error)
 
