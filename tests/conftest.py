@@ -30,6 +30,7 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     ]
 )
 os.environ.pop("AIRFLOW_CONN_STABLEAUDIO_DEFAULT", None)
+os.environ.pop("AIRFLOW_CONN_STABILITY_DEFAULT", None)
 
 import pytest  # noqa: E402
 
@@ -73,6 +74,15 @@ def set_connection(
 def connection(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
     """``stableaudio_default`` pointing at the emulator with a valid key."""
     set_connection(monkeypatch, host=emulator.base_url, password=API_KEY)
+    return emulator
+
+
+@pytest.fixture
+def stability(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
+    """``stability_default`` (type ``stability``) pointing at the emulator's Stability AI routes."""
+    set_connection(
+        monkeypatch, "stability_default", conn_type="stability", host=emulator.base_url, password=API_KEY
+    )
     return emulator
 
 
