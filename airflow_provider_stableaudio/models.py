@@ -14,13 +14,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, STABILITY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import TypeAlias
-
-AIMLAPI = "aimlapi"
-STABILITY = "stability"
 
 TEXT_TO_AUDIO = "text-to-audio"
 AUDIO_TO_AUDIO = "audio-to-audio"
@@ -186,7 +184,7 @@ class ModelSpec:
     :param fields: the fields it accepts in every mode, besides ``model``.
     :param not_after: pairs ``(a, b)`` where field ``a`` may not exceed field ``b``.
     :param duration_field: the field that holds the clip's length in seconds, if any.
-    :param service: the service that serves it (a key of :data:`SERVICES`).
+    :param service: the service that serves it (a key of :data:`.services.SERVICES`).
     :param asynchronous: the submit answers with an id to poll (else the answer is the audio).
     :param submit_path: the path to submit to; ``{mode}`` stands for the mode.
     :param mode_fields: each mode the model runs in, with the fields only that mode takes.
@@ -228,26 +226,8 @@ class ModelSpec:
         )
 
 
-@dataclass(frozen=True)
-class Service:
-    """A service that serves Stable Audio.
-
-    :param name: its key (``"aimlapi"``, ``"stability"``).
-    :param title: its name in messages.
-    :param conn_type: the Airflow connection type that reaches it.
-    :param default_model: the model used when the task names none.
-    """
-
-    name: str
-    title: str
-    conn_type: str
-    default_model: str
-
-
-SERVICES: dict[str, Service] = {
-    AIMLAPI: Service(AIMLAPI, "the AI/ML API", "stableaudio", "stable-audio"),
-    STABILITY: Service(STABILITY, "Stability AI", "stability", "stable-audio-3"),
-}
+#: The model a task uses when it names none, per service.
+DEFAULT_MODELS: dict[str, str] = {AIMLAPI: "stable-audio", STABILITY: "stable-audio-3"}
 
 # Stability: prompt 1..10000 characters (stated for Stable Audio 3; assumed for 2 and 2.5, unconfirmed);
 # seed 0 means random; output_format mp3 is the API's own default, sent so the request says what comes back.
@@ -359,21 +339,6 @@ def service_of(model: str) -> str:
 def default_model(service: str) -> str:
     """The model a task of ``service`` uses when it names none."""
     try:
-        return SERVICES[service].default_model
+        return DEFAULT_MODELS[service]
     except KeyError:
-        raise ValueError(f"unknown service {service!r}; services: {sorted(SERVICES)}") from None
-
-
-def require_service(model: str, service: str) -> None:
-    """Check that ``service`` (the connection's) serves ``model``, before any request.
-
-    :raises StableAudioValidationError: naming the connection type the model needs.
-    """
-    needed = SERVICES[service_of(model)]
-    if needed.name != service:
-        given = SERVICES[service]
-        raise StableAudioValidationError(
-            f"model {model!r} is served by {needed.title}: it needs a connection of type "
-            f"{needed.conn_type!r}, and this connection is of type {given.conn_type!r} ({given.title})",
-            field="model",
-        )
+        raise ValueError(f"unknown service {service!r}; services: {sorted(DEFAULT_MODELS)}") from None
