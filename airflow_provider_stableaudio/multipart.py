@@ -1,26 +1,42 @@
 """A ``multipart/form-data`` body of known length that streams its file: never read whole into memory.
 
 Stability's API takes every request as ``multipart/form-data``: the form fields as text, and the input
-clip, if any, as a file part. Send it with ``requests`` as the body object itself, so that ``requests``
-announces ``Content-Length`` (from ``len(body)``) and streams the chunks::
+clip, if any, as a file part. Send it with ``requests`` as the body itself or its chunks::
 
-    session.post(url, data=body, headers={"Content-Type": body.content_type})
+    session.post(url, data=body.iter_chunks(), headers={"Content-Type": body.content_type})
 
-(A bare generator with a ``Content-Length`` header would make ``requests`` add
-``Transfer-Encoding: chunked`` beside it: a request servers refuse.) No Airflow imports.
+Both have a length (``len()``), from which ``requests`` announces ``Content-Length`` and streams the
+chunks as they are. (A bare generator would make ``requests`` add ``Transfer-Encoding: chunked``, even
+beside a ``Content-Length`` header given by hand: a request servers refuse.) No Airflow imports.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from airflow_provider_stableaudio.input_audio import InputAudio
 
 CRLF = b"\r\n"
+
+
+class SizedChunks(Iterator[bytes]):
+    """An iterator of a body's chunks whose ``len()`` is the body's length in bytes.
+
+    ``requests`` reads ``len()`` of a streamed body to send ``Content-Length`` instead of chunked encoding.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], length: int) -> None:
+        self._chunks = chunks
+        self._length = length
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def _quoted(text: str) -> str:
@@ -35,7 +51,7 @@ class MultipartBody:
 
     :param fields: ``(name, value)`` pairs, in order, each value already text.
     :param file_field: the form name of the file part (Stability's is ``audio``).
-    :param file: the checked input clip, sent as the file part.
+    :param file: the checked input clip, sent as the file part; ``None`` sends no file part.
     :param chunk_size: bytes read from the file at a time.
     """
 
@@ -47,8 +63,8 @@ class MultipartBody:
         *,
         chunk_size: int = 1 << 16,
     ) -> None:
-        if (file_field is None) != (file is None):
-            raise ValueError("file_field and file go together: give both or neither")
+        if file is not None and file_field is None:
+            raise ValueError("a file needs file_field, the form name of its part")
         self.file_field = file_field
         self.file = file
         self.chunk_size = chunk_size
@@ -93,8 +109,14 @@ class MultipartBody:
         """The body's exact length in bytes."""
         return len(self._head) + (self.file.size if self.file is not None else 0) + len(self._tail)
 
-    def iter_chunks(self) -> Iterator[bytes]:
-        """The body's bytes: the text parts, the file ``chunk_size`` at a time, the closing boundary."""
+    def iter_chunks(self) -> SizedChunks:
+        """The body's bytes, read anew: the text parts, the file ``chunk_size`` at a time, the end.
+
+        ``len()`` of the iterator is :attr:`content_length`.
+        """
+        return SizedChunks(self._chunks(), self.content_length)
+
+    def _chunks(self) -> Iterator[bytes]:
         yield self._head
         if self.file is not None:
             yield from self.file.chunks(self.chunk_size)
@@ -104,5 +126,4 @@ class MultipartBody:
         return self.iter_chunks()
 
     def __len__(self) -> int:
-        # What requests reads to send Content-Length instead of chunked encoding.
         return self.content_length

@@ -104,7 +104,9 @@ def test_fields_and_file_parse_back_exactly(tmp_path: Path) -> None:
 def test_content_length_is_the_exact_length(tmp_path: Path) -> None:
     audio = InputAudio.open(write_wav(tmp_path / "in.wav", 3000))
     for body in (MultipartBody(FIELDS, "audio", audio), MultipartBody(FIELDS), MultipartBody([])):
-        assert len(b"".join(body.iter_chunks())) == body.content_length == len(body)
+        assert (
+            len(b"".join(body.iter_chunks())) == body.content_length == len(body) == len(body.iter_chunks())
+        )
 
 
 def test_a_body_without_a_file_is_valid() -> None:
@@ -182,22 +184,39 @@ def test_sending_a_large_file_holds_only_a_chunk_in_memory(tmp_path: Path) -> No
     assert peak < 2 << 20, f"peak {peak:,} bytes: the file was read whole"
 
 
-def test_requests_sends_it_with_its_length_and_aiohttp_parses_it(tmp_path: Path, receiver: Receiver) -> None:
+SENDS = {
+    "the body": lambda body: {"data": body, "headers": {"Content-Type": body.content_type}},
+    "its chunks, length by hand": lambda body: {
+        "data": body.iter_chunks(),
+        "headers": {"Content-Type": body.content_type, "Content-Length": str(body.content_length)},
+    },
+}
+
+
+@pytest.mark.parametrize("send", SENDS.values(), ids=SENDS.keys())
+def test_requests_sends_it_with_its_length_and_aiohttp_parses_it(
+    tmp_path: Path, receiver: Receiver, send: Any
+) -> None:
     audio = InputAudio.open(write_wav(tmp_path / "loop.wav", 50_000))
     body = MultipartBody(FIELDS, "audio", audio)
-    response = requests.post(receiver.url, data=body, headers={"Content-Type": body.content_type}, timeout=30)
+    response = requests.post(receiver.url, **send(body), timeout=30)
     assert response.status_code == 200
     seen = receiver.received[-1]
     assert seen["headers"]["Content-Length"] == str(body.content_length)
-    assert "Transfer-Encoding" not in seen["headers"]
+    assert "Transfer-Encoding" not in seen["headers"]  # no chunked encoding beside the length
     assert seen["parts"] == [
         *((name, None, None, value.encode()) for name, value in FIELDS),
         ("audio", "loop.wav", "audio/wav", wav_bytes(50_000)),
     ]
 
 
-def test_a_file_field_without_a_file_is_a_programming_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="file_field and file go together"):
-        MultipartBody(FIELDS, "audio")
-    with pytest.raises(ValueError, match="file_field and file go together"):
+def test_a_file_field_without_a_file_sends_no_file_part() -> None:
+    # What a text-to-audio request (init_audio None) sends with file_field="audio".
+    body = MultipartBody([("prompt", "x")], "audio", None)
+    assert email_parts(body) == [("prompt", None, "text/plain", b"x")]
+    assert len(b"".join(body)) == body.content_length
+
+
+def test_a_file_without_a_field_name_is_a_programming_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a file needs file_field"):
         MultipartBody(FIELDS, file=InputAudio.open(write_wav(tmp_path / "a.wav")))
