@@ -1,6 +1,6 @@
-"""The request model: which fields each model of ``POST /v2/generate/audio`` takes, and their checks.
+"""The request: a model's fields validated, its mode settled, and the body each service takes.
 
-Models are data (:data:`MODELS`), so another model of the endpoint is one more entry, not new code.
+The models, their fields and ranges are data in :mod:`airflow_provider_stableaudio.models`.
 No Airflow imports: this runs in DAG parsing, in ``execute`` before any HTTP call, and in tests.
 """
 
@@ -8,143 +8,81 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio.api_errors import shorten
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
+from airflow_provider_stableaudio.input_audio import InputAudio
+from airflow_provider_stableaudio.models import (
+    AIMLAPI,
+    AUDIO_TO_AUDIO,
+    INPAINT,
+    INPUT_AUDIO_MODES,
+    MODELS,
+    TEXT_TO_AUDIO,
+    ChoiceField,
+    FloatField,
+    IntField,
+    ModelSpec,
+    TextField,
+    default_model,
+    number_text,
+    service_of,
+    spec_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-DEFAULT_MODEL = "stable-audio"
-# A whole number written as text, as a template such as "{{ params.seconds }}" renders it.
-_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "ChoiceField",
+    "FloatField",
+    "GenerationRequest",
+    "IntField",
+    "ModelSpec",
+    "TextField",
+    "default_model",
+    "returned_fields",
+    "service_of",
+]
 
-
-@dataclass(frozen=True)
-class IntField:
-    """An integer request field with an inclusive range.
-
-    :param name: the field's name in the JSON body.
-    :param minimum: smallest allowed value.
-    :param maximum: largest allowed value.
-    :param default: value sent when the caller gives none; ``None`` leaves the field out.
-    :param required: whether the caller must give it.
-    """
-
-    name: str
-    minimum: int
-    maximum: int
-    default: int | None = None
-    required: bool = False
-
-    def check(self, value: Any) -> int:
-        """``value`` as an int in range: an int, or a string holding a whole number (``"8"``, ``" 8 "``).
-
-        Templates render to text unless the DAG sets ``render_template_as_native_obj``, so
-        ``"{{ params.seconds }}"`` arrives as ``"8"``; ``"8.5"``, ``"eight"`` and ``True`` do not pass.
-        """
-        allowed = f"an integer from {self.minimum} to {self.maximum}"
-        if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
-            value = int(value)
-        # bool is an int subclass, and never a count of seconds or steps.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise StableAudioValidationError(
-                f"{self.name} must be {allowed}, got {value!r} ({type(value).__name__})", field=self.name
-            )
-        if not self.minimum <= value <= self.maximum:
-            raise StableAudioValidationError(f"{self.name} must be {allowed}, got {value}", field=self.name)
-        return value
-
-
-@dataclass(frozen=True)
-class TextField:
-    """A string request field that may not be empty or blank.
-
-    :param name: the field's name in the JSON body.
-    :param max_length: longest allowed value, if the API sets one.
-    :param required: whether the caller must give it.
-    """
-
-    name: str
-    max_length: int | None = None
-    required: bool = False
-    default: None = None
-
-    def check(self, value: Any) -> str:
-        limit = f" of at most {self.max_length} characters" if self.max_length else ""
-        if not isinstance(value, str):
-            raise StableAudioValidationError(
-                f"{self.name} must be a non-empty string{limit}, got {value!r} ({type(value).__name__})",
-                field=self.name,
-            )
-        if not value.strip():
-            raise StableAudioValidationError(
-                f"{self.name} must be a non-empty string{limit}, got {value!r}", field=self.name
-            )
-        if self.max_length is not None and len(value) > self.max_length:
-            raise StableAudioValidationError(
-                f"{self.name} must be a non-empty string{limit}, got {len(value)} characters", field=self.name
-            )
-        return value
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What one model of the endpoint accepts.
-
-    :param model_id: the ``model`` value sent to the API.
-    :param fields: the fields it accepts besides ``model``.
-    :param not_after: pairs ``(a, b)`` where field ``a`` may not exceed field ``b``.
-    :param duration_field: the field that holds the clip's length in seconds, if any.
-    """
-
-    model_id: str
-    fields: tuple[IntField | TextField, ...]
-    not_after: tuple[tuple[str, str], ...] = ()
-    duration_field: str | None = None
-    field_names: frozenset[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "field_names", frozenset(f.name for f in self.fields))
-
-
-MODELS: dict[str, ModelSpec] = {
-    "stable-audio": ModelSpec(
-        model_id="stable-audio",
-        fields=(
-            TextField("prompt", required=True),
-            IntField("seconds_total", 1, 47, default=30),
-            # The current schema says 1..47, older readings 0..47: the API accepts 0.
-            IntField("seconds_start", 0, 47),
-            IntField("steps", 1, 1000, default=100),
-        ),
-        not_after=(("seconds_start", "seconds_total"),),
-        duration_field="seconds_total",
-    ),
-}
+#: The AI/ML API's model, the default of the operator with its connection.
+DEFAULT_MODEL = default_model(AIMLAPI)
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """A validated body for ``POST /v2/generate/audio``; build it with :meth:`build`."""
+    """A validated request; build it with :meth:`build`.
+
+    :param model: the model id.
+    :param params: the fields to send besides ``model``, checked and with defaults filled in.
+    :param mode: ``text-to-audio``, ``audio-to-audio`` or ``inpaint``.
+    :param init_audio: the checked input clip of ``audio-to-audio`` and ``inpaint``.
+    """
 
     model: str
     params: Mapping[str, Any]
+    mode: str = TEXT_TO_AUDIO
+    init_audio: InputAudio | None = None
 
     @classmethod
-    def build(cls, model: str = DEFAULT_MODEL, **params: Any) -> GenerationRequest:
-        """Validate ``params`` for ``model``; ``None`` values count as not given.
+    def build(
+        cls, model: str = DEFAULT_MODEL, *, mode: str | None = None, init_audio: Any = None, **params: Any
+    ) -> GenerationRequest:
+        """Validate ``params`` for ``model`` in ``mode``; ``None`` values count as not given.
 
+        :param model: the model id (already resolved: a service's default is the caller's to pick).
+        :param mode: the mode; ``None`` infers it: ``init_audio`` with ``mask_start`` or ``mask_end``
+            is ``inpaint``, ``init_audio`` otherwise ``audio-to-audio``, no ``init_audio``
+            ``text-to-audio``.
+        :param init_audio: the input clip: a local path, a URI, an ``ObjectStoragePath`` or an
+            :class:`~airflow_provider_stableaudio.input_audio.InputAudio`; opened and checked last.
         :raises StableAudioValidationError: naming the field, the value and the allowed range.
         """
-        spec = MODELS.get(model) if isinstance(model, str) else None
-        if spec is None:
-            raise StableAudioValidationError(
-                f"model must be one of {sorted(MODELS)}, got {model!r}", field="model"
-            )
+        spec = spec_of(model)
         given = {name: value for name, value in params.items() if value is not None}
         unknown = sorted(set(given) - spec.field_names)
         if unknown:
@@ -152,8 +90,9 @@ class GenerationRequest:
                 f"unknown field(s) {unknown} for model {model!r}; allowed fields: {sorted(spec.field_names)}",
                 field=unknown[0],
             )
+        mode = _settle_mode(spec, mode, given, has_audio=init_audio is not None)
         body: dict[str, Any] = {}
-        for spec_field in spec.fields:
+        for spec_field in spec.fields_of(mode):
             if spec_field.name in given:
                 body[spec_field.name] = spec_field.check(given[spec_field.name])
             elif spec_field.required:
@@ -165,29 +104,123 @@ class GenerationRequest:
                 raise StableAudioValidationError(
                     f"{lower} must be at most {upper} ({body[upper]}), got {body[lower]}", field=lower
                 )
-        return cls(model=model, params=body)
+        for lower, upper in spec.before:
+            if lower in body and upper in body and body[lower] >= body[upper]:
+                raise StableAudioValidationError(
+                    f"{lower} must be less than {upper} ({number_text(body[upper])}), "
+                    f"got {number_text(body[lower])}",
+                    field=lower,
+                )
+        # Last: the only check that reads storage.
+        audio = InputAudio.open(init_audio) if init_audio is not None else None
+        return cls(model=model, params=body, mode=mode, init_audio=audio)
+
+    @property
+    def service(self) -> str:
+        """The service that serves the model: ``"aimlapi"`` or ``"stability"``."""
+        return MODELS[self.model].service
+
+    @property
+    def asynchronous(self) -> bool:
+        """The submit answers with an id to wait for (else its answer is the audio)."""
+        return MODELS[self.model].asynchronous
+
+    @property
+    def submit_path(self) -> str:
+        """The path to submit to, such as ``/v2beta/audio/stable-audio/audio-to-audio``."""
+        return MODELS[self.model].submit_path.format(mode=self.mode)
 
     @property
     def duration_seconds(self) -> int | None:
-        """The requested clip length, for models that take one."""
+        """The requested clip length, when the model takes one and it was given or has a default."""
         name = MODELS[self.model].duration_field
         return self.params.get(name) if name else None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON body to send."""
+        """The JSON body (the AI/ML API's encoding)."""
         return {"model": self.model, **self.params}
 
+    def form_fields(self) -> list[tuple[str, str]]:
+        """The form fields of a multipart body (Stability's encoding): ``model`` first, every value as text.
+
+        The input clip is not among them: it goes as the file part (``audio``).
+        """
+        return [("model", self.model)] + [(name, _form_text(value)) for name, value in self.params.items()]
+
     def fingerprint(self) -> str:
-        """A short digest of the body: tells whether a later try asks for the same clip."""
-        body = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """A short digest of the request: tells whether a later try asks for the same clip.
+
+        Covers the body, the mode and the input clip's location and size; a text-to-audio request
+        without input keeps the digest of the body alone (as before modes existed).
+        """
+        document: dict[str, Any] = self.to_json()
+        if self.mode != TEXT_TO_AUDIO:
+            document["mode"] = self.mode
+        if self.init_audio is not None:
+            document["init_audio"] = {"location": self.init_audio.location, "size": self.init_audio.size}
+        body = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _form_text(value: Any) -> str:
+    return value if isinstance(value, str) else number_text(value)
+
+
+def _settle_mode(spec: ModelSpec, mode: Any, given: Mapping[str, Any], *, has_audio: bool) -> str:
+    """The mode ``mode`` names or the fields imply; raises when the fields do not fit it."""
+    audio_modes = [m for m in spec.modes if m in INPUT_AUDIO_MODES]
+    if has_audio and not audio_modes:
+        raise StableAudioValidationError(
+            f"init_audio is not taken by model {spec.model_id!r}: it runs in mode(s) {list(spec.modes)} only",
+            field="init_audio",
+        )
+    mask = next((name for name in ("mask_start", "mask_end") if name in given), None)
+    if mode is not None:
+        if not isinstance(mode, str) or mode.strip() not in spec.modes:
+            raise StableAudioValidationError(
+                f"mode must be one of {list(spec.modes)} for model {spec.model_id!r}, got {mode!r}",
+                field="mode",
+            )
+        mode, why = mode.strip(), "given as mode="
+    elif not has_audio:
+        mode, why = TEXT_TO_AUDIO, "no init_audio was given"
+    else:
+        mode = INPAINT if mask else AUDIO_TO_AUDIO
+        why = f"inferred from init_audio with {mask}" if mask else "inferred from init_audio without a mask"
+    for name in sorted(given):
+        owner = spec.mode_of_field(name)
+        if owner is None or owner == mode:
+            continue
+        if why == "no init_audio was given":
+            problem = f"{name} is a field of mode {owner!r}, which transforms init_audio, and {why}"
+            hint = f"give init_audio, or leave {name} out"
+        else:
+            problem = f"{name} is a field of mode {owner!r}, not of mode {mode!r} ({why})"
+            hint = (
+                f"{name} and {mask} do not go together, leave one out"
+                if why.startswith("inferred") and mask
+                else f"leave {name} out, or give mode={owner!r}"
+            )
+        raise StableAudioValidationError(f"{problem}: {hint}", field=name)
+    if mode in INPUT_AUDIO_MODES and not has_audio:
+        raise StableAudioValidationError(
+            f"init_audio is required in mode {mode!r} (the clip to transform)", field="init_audio"
+        )
+    if mode not in INPUT_AUDIO_MODES and has_audio:
+        raise StableAudioValidationError(
+            f"init_audio is not taken in mode {mode!r} ({why}): leave it out, "
+            f"or give mode= one of {audio_modes}",
+            field="init_audio",
+        )
+    return mode
 
 
 def returned_fields(returned: Any, *, model: Any = DEFAULT_MODEL) -> dict[str, Any]:
     """The request fields in what a ``@task.stable_audio`` function returned.
 
-    :param returned: the prompt (a string) or a dict of request fields (``prompt``, ``model``, ...).
-    :param model: the task's model, whose fields a dict without ``model`` may hold.
+    :param returned: the prompt (a string) or a dict of request fields (``prompt``, ``model``, ...;
+        ``init_audio`` and ``mode`` too for a model that transforms clips).
+    :param model: the task's model (resolved), whose fields a dict without ``model`` may hold.
     :raises StableAudioValidationError: anything else, naming what was returned and what is allowed.
     """
     if isinstance(returned, str):
@@ -195,7 +228,9 @@ def returned_fields(returned: Any, *, model: Any = DEFAULT_MODEL) -> dict[str, A
     asked = returned.get("model", model) if isinstance(returned, dict) else model
     # An unknown model is GenerationRequest.build's to report, with the models there are.
     spec = MODELS.get(asked) if isinstance(asked, str) else None
-    allowed = sorted({"model", *(spec or MODELS[DEFAULT_MODEL]).field_names})
+    shown = spec or MODELS[DEFAULT_MODEL]
+    extra = {"init_audio", "mode"} if shown.takes_input_audio else set()
+    allowed = sorted({"model", *shown.field_names, *extra})
     if isinstance(returned, dict):
         unknown = sorted(str(name) for name in returned if name not in allowed)
         if not unknown or spec is None:
