@@ -17,7 +17,8 @@ from .server import EmulatorConfig, build_app, make_runner
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="stableaudio-emulator", description="Local emulator of the AI/ML API's Stable Audio endpoint."
+        prog="stableaudio-emulator",
+        description="Local emulator of Stable Audio's APIs (AI/ML API and Stability AI).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument(

@@ -11,8 +11,9 @@ Everything is off by default. The settings have the same names everywhere: keywo
 * ``slow_seconds``: delay of a ``slow`` fault (default 30, longer than a client's timeout).
 * ``seed``: integer seed of the ``random.Random`` the draws use (default None: unseeded).
   Giving ``seed`` (even the same value) re-seeds; so does a ledger reset.
-* ``fault_methods``: the ``/v2`` methods that may be faulted, a subset of GET and POST
-  (default both; a comma-separated string is accepted too). Download faults ignore it.
+* ``fault_methods``: the API methods that may be faulted (``/v2`` and Stability's routes), a
+  subset of GET and POST (default both; a comma-separated string is accepted too). Download
+  faults ignore it.
 
 Setting some names keeps the others. ``EmulatorServer.clear_faults()``, or
 ``"clear_faults": true`` in the JSON (applied before the body's other keys), restores all
@@ -53,7 +54,7 @@ only when the file exists). ``HEAD`` gets the same faults except truncation.
 
 Stability's routes (``stability_submit``, ``stability_generate``, ``stability_result``,
 ``stability_balance``) draw the same way; their candidates and what each fault means there are
-in :mod:`.stability`'s docstring. ``fault_methods`` limits them as it limits ``/v2``.
+in :mod:`.stability`'s docstring. ``fault_methods`` limits them too.
 
 Never faulted: ``/_emulator/*``, including the ``/_emulator/blob`` benchmark download, and other
 methods or paths.
@@ -139,8 +140,8 @@ _CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     (ROUTE_STABILITY_RESULT, "GET"): ("drop", "429", "5xx", "slow", "download_truncated"),
     (ROUTE_STABILITY_BALANCE, "GET"): ("drop", "429", "5xx", "slow"),
 }
-# On POST these need the request handled first (see the module docstring); elsewhere only
-# the handler-side ones do.
+# On POST these need the request handled first (see the module docstring; download_truncated:
+# Stability's synchronous answer); elsewhere only the handler-side ones do.
 _AFTER_POST = frozenset({"504", "malformed", "post_lost_response", "generation_error", "download_truncated"})
 _AFTER = frozenset({"malformed", "download_truncated"})
 _GATEWAY_PAGE = (
