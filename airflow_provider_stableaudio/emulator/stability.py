@@ -40,7 +40,8 @@ Ledger (``ledger()["stability"]``): ``submits`` (model -> mode -> accepted gener
 and the synchronous POSTs), ``credits_used``, and ``generations``: per generation its fields,
 ``seed``, ``finish_reason``, ``status`` (``in-progress``, ``complete``, ``served``, ``expired``),
 ``polls``, ``served``, ``complete_serves``, ``bytes_served``, ``file_size``, ``sha256``,
-``input_size``, ``input_sha256`` and ``derived_from_input``.
+``input_size``, ``input_sha256``, ``derived_from_input``, and the ``stability-client-id`` and
+``stability-client-version`` headers of the submit (``client_id``, ``client_version``, or null).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def _unauthorized(request: web.Request) -> web.Response | None:
     return stability_error(401, ["authorization: missing or refused Bearer key"])
 
 
+def _client(request: web.Request) -> tuple[str | None, str | None]:
+    return request.headers.get("stability-client-id"), request.headers.get("stability-client-version")
+
+
 async def _accept(request: web.Request, family: str) -> StabilityRequest | web.Response:
     """The validated request, or the answer refusing it (nothing is created then)."""
     mode = request.match_info["mode"]
@@ -126,7 +131,7 @@ async def submit(request: web.Request) -> web.Response:
     accepted = await _accept(request, ASYNC_FAMILY)
     if isinstance(accepted, web.Response):
         return accepted
-    gen = request.app[STATE_KEY].stability.create(accepted, asynchronous=True)
+    gen = request.app[STATE_KEY].stability.create(accepted, asynchronous=True, client=_client(request))
     return web.json_response({"id": gen.id}, status=202)
 
 
@@ -135,7 +140,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if isinstance(accepted, web.Response):
         return accepted
     state = request.app[STATE_KEY]
-    gen = state.stability.create(accepted, asynchronous=False)
+    gen = state.stability.create(accepted, asynchronous=False, client=_client(request))
     if not await state.faults.sleep(state.config.generation_seconds):
         return faults.drop(request)  # a reset or shutdown ended the wait
     if faults.current() in _ANSWER_REPLACED:

@@ -36,6 +36,7 @@ class StabilityGeneration:
     created: float  # time.monotonic() at creation
     input_size: int | None
     input_sha256: str | None
+    client: tuple[str | None, str | None] = (None, None)  # stability-client-id, -version headers
     render: asyncio.Future[tuple[bytes, str, bool]] | None = None  # dropped once gone or expired
     completed: float | None = None  # monotonic time it completed, latched
     consumed: bool = False  # served once under stability_results_once
@@ -58,7 +59,13 @@ class StabilityStore:
     def __init__(self) -> None:
         self.generations: dict[str, StabilityGeneration] = {}
 
-    def create(self, request: StabilityRequest, *, asynchronous: bool) -> StabilityGeneration:
+    def create(
+        self,
+        request: StabilityRequest,
+        *,
+        asynchronous: bool,
+        client: tuple[str | None, str | None] = (None, None),
+    ) -> StabilityGeneration:
         """Record an accepted generation and start rendering its audio in a worker thread."""
         seed = int(request.number("seed") or 0) or 1 + secrets.randbelow(4294967294)  # 0 = random
         filtered = FILTER_MARKER in request.prompt
@@ -73,6 +80,7 @@ class StabilityStore:
             created=time.monotonic(),
             input_size=None if audio is None else len(audio),
             input_sha256=None if audio is None else hashlib.sha256(audio).hexdigest(),
+            client=client,
         )
         loop = asyncio.get_running_loop()
         gen.render = loop.run_in_executor(None, render, request, seed, filtered)
@@ -155,6 +163,8 @@ class StabilityStore:
             "input_size": gen.input_size,
             "input_sha256": gen.input_sha256,
             "derived_from_input": gen.derived_from_input,
+            "client_id": gen.client[0],
+            "client_version": gen.client[1],
         }
 
     def reset(self) -> None:

@@ -27,6 +27,7 @@ from tests.emulator.stability_helpers import (
     SUBMIT,
     SYNC,
     error,
+    form,
     get,
     post,
     prepare,
@@ -290,6 +291,22 @@ def test_the_ledger_sha256_is_that_of_the_served_bytes(server: EmulatorServer) -
     generation_id = submit(server)
     audio = result(server, generation_id).content
     assert stability_ledger(server)["generations"][0]["sha256"] == hashlib.sha256(audio).hexdigest()
+
+
+def test_the_ledger_records_the_client_headers(server: EmulatorServer) -> None:
+    submit(server)
+    client = {"stability-client-id": "airflow-provider-stableaudio", "stability-client-version": "1.2.3"}
+    requests.post(
+        server.base_url + SYNC + "text-to-audio",
+        files=form(SYNC_BODY),
+        headers={"Authorization": f"Bearer {KEY}", **client},
+        timeout=10,
+    )
+    entries = stability_ledger(server)["generations"]
+    assert [(e["client_id"], e["client_version"]) for e in entries] == [
+        (None, None),
+        ("airflow-provider-stableaudio", "1.2.3"),
+    ]
 
 
 def test_reset_forgets_stability_generations(server: EmulatorServer) -> None:
