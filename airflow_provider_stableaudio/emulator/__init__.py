@@ -1,4 +1,4 @@
-"""Local emulator of the AI/ML API's Stable Audio endpoint (stdlib + aiohttp only)."""
+"""Local emulator of Stable Audio's APIs: the AI/ML API's and Stability AI's (stdlib + aiohttp only)."""
 
 from __future__ import annotations
 

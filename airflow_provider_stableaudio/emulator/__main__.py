@@ -11,13 +11,14 @@ import sys
 
 from aiohttp import web
 
-from . import faults, variants
+from .cli_options import add_fault_arguments, add_variant_arguments, faults_from_cli, variants_from_cli
 from .server import EmulatorConfig, build_app, make_runner
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="stableaudio-emulator", description="Local emulator of the AI/ML API's Stable Audio endpoint."
+        prog="stableaudio-emulator",
+        description="Local emulator of Stable Audio's APIs (AI/ML API and Stability AI).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument(
@@ -34,14 +35,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port-file", default=None, help="write the bound port to this file")
     parser.add_argument("--backlog", type=int, default=4096, help="listen backlog (default: %(default)s)")
-    faults.add_cli_arguments(parser)
-    variants.add_cli_arguments(parser)
+    add_fault_arguments(parser)
+    add_variant_arguments(parser)
     args = parser.parse_args(argv)
     if args.generation_seconds < 0:
         parser.error("--generation-seconds must be >= 0")
     try:
-        args.faults = faults.from_cli(args)
-        args.variants = variants.from_cli(args)
+        args.faults = faults_from_cli(args)
+        args.variants = variants_from_cli(args)
     except ValueError as exc:
         name, _, problem = str(exc).partition(": ")
         parser.error(f"--{name.replace('_', '-')}: {problem}")

@@ -18,6 +18,7 @@ CREDITS_PER_STEP = 252
 GENERATION_PATH = "/v2/generate/audio"
 FILES_PREFIX = "/files/"
 CHUNK = 256 * 1024  # bounds what the transport may copy per write
+MAX_JSON_BYTES = 1024**2  # aiohttp's default client_max_size; the app's is larger for Stability's audio
 _INT_FIELDS: dict[str, tuple[int, int, int | None]] = {
     "seconds_total": (1, 47, 30),
     "seconds_start": (0, 47, None),
@@ -26,7 +27,7 @@ _INT_FIELDS: dict[str, tuple[int, int, int | None]] = {
 _ALLOWED_FIELDS = frozenset({"model", "prompt", *_INT_FIELDS})
 
 
-def _authorized(request: web.Request, keys: frozenset[str]) -> bool:
+def authorized(request: web.Request, keys: frozenset[str]) -> bool:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
     return scheme.lower() == "bearer" and bool(key) and (not keys or key in keys)
@@ -90,15 +91,18 @@ def validate_create(body: object) -> tuple[dict[str, Any], list[str]]:
 
 
 async def read_json(request: web.Request) -> tuple[object, str | None]:
+    body = await request.read()
+    if len(body) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(body))
     try:
-        return json.loads(await request.read()), None
+        return json.loads(body), None
     except ValueError as exc:
         return None, f"Invalid JSON body: {exc}"
 
 
 async def create(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    if not _authorized(request, state.config.api_keys):
+    if not authorized(request, state.config.api_keys):
         return error_response(request, 401, "Unauthorized")
     body, problem = await read_json(request)
     if problem:
@@ -118,7 +122,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def poll(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    if not _authorized(request, state.config.api_keys):
+    if not authorized(request, state.config.api_keys):
         return error_response(request, 401, "Unauthorized")
     gen_id = request.query.get("generation_id", "")
     if not gen_id:

@@ -1,4 +1,8 @@
-"""The API's error envelope, shared by the API, admin and fault responses."""
+"""The APIs' error envelopes, shared by the API, admin and fault responses.
+
+Paths of Stability AI's API (``/v2beta/...``, ``/v1/...``) get Stability's envelope
+``{"id", "name", "errors"}``; every other path gets the AI/ML API's.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,54 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+
+STABILITY_PREFIXES = ("/v2beta/", "/v1/")
+# Stability's error names by status (its docs name 400, 401, 403, 404, 413, 422, 429 and 500).
+_STABILITY_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    413: "payload_too_large",
+    422: "invalid_request",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def is_stability(path: str) -> bool:
+    return path.startswith(STABILITY_PREFIXES)
+
+
+def stability_error(
+    status: int,
+    errors: Sequence[str],
+    *,
+    name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """Return Stability's error envelope: a request id, an error name and the messages."""
+    body = {
+        "id": uuid.uuid4().hex,
+        "name": name or _STABILITY_NAMES.get(status, "error"),
+        "errors": list(errors),
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
 def error_response(
     request: web.Request, status: int, message: str, *, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """Return the API's error envelope (never containing request headers)."""
+    """Return the envelope of the API the path belongs to (never containing request headers)."""
+    if is_stability(request.path):
+        return stability_error(status, [message], headers=headers)
     body = {
         "message": message,
         "path": request.path,

@@ -11,8 +11,9 @@ Everything is off by default. The settings have the same names everywhere: keywo
 * ``slow_seconds``: delay of a ``slow`` fault (default 30, longer than a client's timeout).
 * ``seed``: integer seed of the ``random.Random`` the draws use (default None: unseeded).
   Giving ``seed`` (even the same value) re-seeds; so does a ledger reset.
-* ``fault_methods``: the ``/v2`` methods that may be faulted, a subset of GET and POST
-  (default both; a comma-separated string is accepted too). Download faults ignore it.
+* ``fault_methods``: the API methods that may be faulted (``/v2`` and Stability's routes), a
+  subset of GET and POST (default both; a comma-separated string is accepted too). Download
+  faults ignore it.
 
 Setting some names keeps the others. ``EmulatorServer.clear_faults()``, or
 ``"clear_faults": true`` in the JSON (applied before the body's other keys), restores all
@@ -51,6 +52,10 @@ envelope, as for an expired URL) and ``slow`` as above; ``download_truncated`` s
 ``Content-Length`` but only the first half of the bytes, then closes the connection (applied
 only when the file exists). ``HEAD`` gets the same faults except truncation.
 
+Stability's routes (``stability_submit``, ``stability_generate``, ``stability_result``,
+``stability_balance``) draw the same way; their candidates and what each fault means there are
+in :mod:`.stability`'s docstring. ``fault_methods`` limits them too.
+
 Never faulted: ``/_emulator/*``, including the ``/_emulator/blob`` benchmark download, and other
 methods or paths.
 
@@ -73,7 +78,6 @@ from aiohttp import web
 from .envelope import error_response
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Awaitable, Callable, Collection
 
 RATE_NAMES = (
@@ -104,6 +108,11 @@ FAULT_KINDS = (
 )
 ROUTE_GENERATE = "generate"
 ROUTE_FILES = "files"
+# Stability's routes: what each fault means there is in stability.py's docstring.
+ROUTE_STABILITY_SUBMIT = "stability_submit"
+ROUTE_STABILITY_GENERATE = "stability_generate"
+ROUTE_STABILITY_RESULT = "stability_result"
+ROUTE_STABILITY_BALANCE = "stability_balance"
 _METHODS = frozenset({"GET", "POST"})
 _5XX = ("500", "502", "503", "504")
 _CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -119,10 +128,21 @@ _CANDIDATES: dict[tuple[str, str], tuple[str, ...]] = {
     (ROUTE_GENERATE, "GET"): ("drop", "429", "5xx", "slow", "malformed"),
     (ROUTE_FILES, "GET"): ("drop", "download_404", "download_truncated", "slow"),
     (ROUTE_FILES, "HEAD"): ("drop", "download_404", "slow"),
+    (ROUTE_STABILITY_SUBMIT, "POST"): ("drop", "429", "5xx", "slow", "malformed", "post_lost_response"),
+    (ROUTE_STABILITY_GENERATE, "POST"): (
+        "drop",
+        "429",
+        "5xx",
+        "slow",
+        "post_lost_response",
+        "download_truncated",
+    ),
+    (ROUTE_STABILITY_RESULT, "GET"): ("drop", "429", "5xx", "slow", "download_truncated"),
+    (ROUTE_STABILITY_BALANCE, "GET"): ("drop", "429", "5xx", "slow"),
 }
-# On POST these need the request handled first (see the module docstring); elsewhere only
-# the handler-side ones do.
-_AFTER_POST = frozenset({"504", "malformed", "post_lost_response", "generation_error"})
+# On POST these need the request handled first (see the module docstring; download_truncated:
+# Stability's synchronous answer); elsewhere only the handler-side ones do.
+_AFTER_POST = frozenset({"504", "malformed", "post_lost_response", "generation_error", "download_truncated"})
 _AFTER = frozenset({"malformed", "download_truncated"})
 _GATEWAY_PAGE = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -261,7 +281,7 @@ class FaultInjector:
 
     def pick(self, config: FaultConfig, route: str, method: str) -> str | None:
         """Draw the fault (a kind of :data:`FAULT_KINDS`) for one request, or None."""
-        if route == ROUTE_GENERATE and method not in config.fault_methods:
+        if route != ROUTE_FILES and method not in config.fault_methods:
             return None
         for name in _CANDIDATES.get((route, method), ()):
             rate: float = getattr(config, f"rate_{name}")
@@ -352,36 +372,3 @@ async def serve(
     if kind == "post_lost_response":
         return drop(request), kind
     return response, kind  # generation_error, download_truncated: applied by the handler
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting: ``--rate-429``, ..., ``--fault-methods GET POST``."""
-    group = parser.add_argument_group("fault injection (off by default)")
-    for name in RATE_NAMES:
-        flag = "--" + name.replace("_", "-")
-        group.add_argument(flag, type=float, default=0.0, metavar="P", help="probability 0..1")
-    group.add_argument(
-        "--retry-after", type=int, default=1, metavar="S", help="Retry-After of a 429 (default: %(default)s)"
-    )
-    group.add_argument(
-        "--slow-seconds",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="delay of a slow fault (default: %(default)s)",
-    )
-    group.add_argument("--seed", type=int, default=None, help="seed of the fault draws (default: unseeded)")
-    group.add_argument(
-        "--fault-methods",
-        nargs="+",
-        default=["GET", "POST"],
-        metavar="METHOD",
-        help="/v2 methods that may be faulted (default: GET POST)",
-    )
-
-
-def from_cli(args: argparse.Namespace) -> FaultConfig:
-    """Return the settings given by :func:`add_cli_arguments`' flags; raise ValueError if invalid."""
-    methods = [m for value in args.fault_methods for m in value.split(",")]
-    settings: dict[str, Any] = {name: getattr(args, name) for name in SETTING_NAMES}
-    return FaultConfig(**{**settings, "fault_methods": methods})

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from . import admin, api, faults
+from . import admin, api, faults, stability
 from .envelope import error_response
 from .faults import FaultConfig
+from .stability_form import MAX_BODY_BYTES
 from .state import STATE_KEY, EmulatorConfig, EmulatorState
 from .variants import VariantConfig
 
@@ -48,7 +49,7 @@ def _route(path: str) -> str | None:
         return faults.ROUTE_GENERATE
     if path.startswith(api.FILES_PREFIX):
         return faults.ROUTE_FILES
-    return None
+    return stability.fault_route(path)
 
 
 @web.middleware
@@ -85,12 +86,14 @@ async def _wake_slow_requests(app: web.Application) -> None:
 
 def build_app(config: EmulatorConfig | None = None) -> web.Application:
     """Return the emulator's aiohttp application (state under ``app[STATE_KEY]``)."""
-    app = web.Application(middlewares=[_faults_and_record])
+    # Stability bodies carry up to 50 MiB of input audio (the AI/ML routes keep aiohttp's 1 MiB).
+    app = web.Application(middlewares=[_faults_and_record], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = EmulatorState(config=config or EmulatorConfig())
     app.on_shutdown.append(_wake_slow_requests)
     app.router.add_post(api.GENERATION_PATH, api.create)
     app.router.add_get(api.GENERATION_PATH, api.poll)
     app.router.add_get(api.FILES_PREFIX + "{name}", api.download)
+    stability.add_routes(app)
     app.router.add_get(admin.ADMIN_PREFIX + "ledger", admin.get_ledger)
     app.router.add_post(admin.ADMIN_PREFIX + "reset", admin.reset)
     app.router.add_get(admin.ADMIN_PREFIX + "config", admin.config)

@@ -14,6 +14,7 @@ from aiohttp import web
 from .audio import synthesize_wav
 from .envelope import now_iso
 from .faults import FAULT_KINDS, FaultConfig, FaultInjector
+from .stability_state import StabilityStore
 from .variants import VariantConfig
 
 MODEL = "stable-audio"
@@ -69,6 +70,7 @@ class EmulatorState:
         self.faults = FaultInjector(config.faults.seed)
         self.generations: dict[str, Generation] = {}
         self.files: dict[str, Generation] = {}
+        self.stability = StabilityStore()  # the Stability routes' generations (stability.py)
         # (method, path, status or None if the connection was dropped, fault or None)
         self.requests: list[tuple[str, str, int | None, str | None]] = []
         self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
@@ -143,7 +145,8 @@ class EmulatorState:
         whose body started, ``complete_downloads`` that sent every byte, ``bytes_served`` in
         total, ``sha256`` of the file once synthesised (else None). Per request: ``status``
         (None when the connection was dropped) and ``fault`` (a kind, or None). ``faults``:
-        how many times each kind was applied.
+        how many times each kind was applied. ``stability``: the Stability routes' submits, results
+        and generations (see :mod:`.stability`).
         """
         return {
             "generations": [
@@ -166,12 +169,14 @@ class EmulatorState:
             ],
             "requests": [{"method": m, "path": p, "status": s, "fault": f} for m, p, s, f in self.requests],
             "faults": dict(self.fault_counts),
+            "stability": self.stability.ledger(self.config.generation_seconds, self.config.variants),
         }
 
     def reset(self) -> None:
         """Forget generations, requests and fault counts; end slow waits; re-seed the fault draws."""
         self.generations.clear()
         self.files.clear()
+        self.stability.reset()
         self.requests.clear()
         self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
         self.epoch += 1

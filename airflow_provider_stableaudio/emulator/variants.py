@@ -22,6 +22,16 @@ client must accept all of. Each is a setting with the same name everywhere: keyw
   expired", as from a CDN's signed URL; each poll hands out a fresh URL). Default ``null``: URLs
   never expire. ``0`` hands out URLs that are already expired.
 
+Stability's API (``stability.py``):
+
+* ``stability_result_ttl``: seconds a Stable Audio 3 result stays fetchable after it completed,
+  then ``GET /v2beta/audio/results/{id}`` answers 404 (default 86400, the contract's "about 24
+  hours"; ``0``: gone as soon as it completes).
+* ``stability_results_once``: a result is served once, a second ``GET`` answers 404 (default
+  ``false``: served until it expires; the contract leaves this unconfirmed).
+* ``stability_audio_headers``: audio answers carry ``finish-reason`` and ``seed`` headers (default
+  ``true``; unconfirmed for audio, so a client must cope without them).
+
 A ledger reset keeps the settings; ``EmulatorServer.clear_variants()`` or ``"clear_variants": true``
 in the JSON restores the defaults.
 """
@@ -33,14 +43,13 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Sequence
 
 PENDING_STATUSES = ("queued", "generating", "waiting", "active", "processing")
-_CREATE_STATUSES = (200, 201)
-_ID_FIELDS = ("id", "generation_id")
-_FAILED_STATUSES = ("error", "failed")
-_CONTENT_TYPES = ("audio/wav", "application/octet-stream")
+CREATE_STATUSES = (200, 201)
+ID_FIELDS = ("id", "generation_id")
+FAILED_STATUSES = ("error", "failed")
+CONTENT_TYPES = ("audio/wav", "application/octet-stream")
 
 
 def _one_of(allowed: Sequence[Any]) -> Callable[[object], Any]:
@@ -63,6 +72,18 @@ def _parse_pending(value: object) -> tuple[str, ...]:
     return statuses
 
 
+def _parse_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _parse_seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError("must be a finite number >= 0")
+    return float(value)
+
+
 def _parse_ttl(value: object) -> float | None:
     if value is None:
         return None
@@ -72,12 +93,15 @@ def _parse_ttl(value: object) -> float | None:
 
 
 _PARSERS: dict[str, Callable[[object], Any]] = {
-    "create_status": _one_of(_CREATE_STATUSES),
-    "id_field": _one_of(_ID_FIELDS),
+    "create_status": _one_of(CREATE_STATUSES),
+    "id_field": _one_of(ID_FIELDS),
     "pending_statuses": _parse_pending,
-    "failed_status": _one_of(_FAILED_STATUSES),
-    "content_type": _one_of(_CONTENT_TYPES),
+    "failed_status": _one_of(FAILED_STATUSES),
+    "content_type": _one_of(CONTENT_TYPES),
     "url_ttl_seconds": _parse_ttl,
+    "stability_result_ttl": _parse_seconds,
+    "stability_results_once": _parse_bool,
+    "stability_audio_headers": _parse_bool,
 }
 VARIANT_NAMES = frozenset(_PARSERS)
 
@@ -96,6 +120,9 @@ class VariantConfig:
     failed_status: str = "error"
     content_type: str = "audio/wav"
     url_ttl_seconds: float | None = None
+    stability_result_ttl: float = 86400.0
+    stability_results_once: bool = False
+    stability_audio_headers: bool = True
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -124,30 +151,6 @@ class VariantSettings(TypedDict, total=False):
     failed_status: str
     content_type: str
     url_ttl_seconds: float | None
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting: ``--create-status 201``, ``--pending-statuses waiting active``, ..."""
-    defaults = VariantConfig()
-    group = parser.add_argument_group("API variants (see the emulator docs)")
-    group.add_argument("--create-status", type=int, default=defaults.create_status, choices=_CREATE_STATUSES)
-    group.add_argument("--id-field", default=defaults.id_field, choices=_ID_FIELDS)
-    group.add_argument(
-        "--pending-statuses",
-        nargs="+",
-        default=list(defaults.pending_statuses),
-        metavar="STATUS",
-        help="one or two of " + ", ".join(PENDING_STATUSES) + " (default: queued generating)",
-    )
-    group.add_argument("--failed-status", default=defaults.failed_status, choices=_FAILED_STATUSES)
-    group.add_argument("--content-type", default=defaults.content_type, choices=_CONTENT_TYPES)
-    group.add_argument(
-        "--url-ttl-seconds", type=float, default=None, metavar="S", help="audio URLs expire (default: never)"
-    )
-
-
-def from_cli(args: argparse.Namespace) -> VariantConfig:
-    """Return the settings given by :func:`add_cli_arguments`' flags; raise ValueError if invalid."""
-    settings: dict[str, Any] = {name: getattr(args, name) for name in VARIANT_NAMES}
-    settings["pending_statuses"] = [s for value in args.pending_statuses for s in value.split(",")]
-    return VariantConfig(**settings)
+    stability_result_ttl: float
+    stability_results_once: bool
+    stability_audio_headers: bool

@@ -1,0 +1,95 @@
+"""The command line's flags for the fault and variant settings: one flag each, dashes for underscores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .faults import RATE_NAMES, SETTING_NAMES, FaultConfig
+from .variants import (
+    CONTENT_TYPES,
+    CREATE_STATUSES,
+    FAILED_STATUSES,
+    ID_FIELDS,
+    PENDING_STATUSES,
+    VARIANT_NAMES,
+    VariantConfig,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting: ``--rate-429``, ..., ``--fault-methods GET POST``."""
+    group = parser.add_argument_group("fault injection (off by default)")
+    for name in RATE_NAMES:
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, type=float, default=0.0, metavar="P", help="probability 0..1")
+    group.add_argument(
+        "--retry-after", type=int, default=1, metavar="S", help="Retry-After of a 429 (default: %(default)s)"
+    )
+    group.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="delay of a slow fault (default: %(default)s)",
+    )
+    group.add_argument("--seed", type=int, default=None, help="seed of the fault draws (default: unseeded)")
+    group.add_argument(
+        "--fault-methods",
+        nargs="+",
+        default=["GET", "POST"],
+        metavar="METHOD",
+        help="API methods that may be faulted (default: GET POST)",
+    )
+
+
+def faults_from_cli(args: argparse.Namespace) -> FaultConfig:
+    """Return the settings given by :func:`add_fault_arguments`' flags; raise ValueError if invalid."""
+    methods = [m for value in args.fault_methods for m in value.split(",")]
+    settings: dict[str, Any] = {name: getattr(args, name) for name in SETTING_NAMES}
+    return FaultConfig(**{**settings, "fault_methods": methods})
+
+
+def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting: ``--create-status 201``, ``--pending-statuses waiting active``, ..."""
+    defaults = VariantConfig()
+    group = parser.add_argument_group("API variants (see the emulator docs)")
+    group.add_argument("--create-status", type=int, default=defaults.create_status, choices=CREATE_STATUSES)
+    group.add_argument("--id-field", default=defaults.id_field, choices=ID_FIELDS)
+    group.add_argument(
+        "--pending-statuses",
+        nargs="+",
+        default=list(defaults.pending_statuses),
+        metavar="STATUS",
+        help="one or two of " + ", ".join(PENDING_STATUSES) + " (default: queued generating)",
+    )
+    group.add_argument("--failed-status", default=defaults.failed_status, choices=FAILED_STATUSES)
+    group.add_argument("--content-type", default=defaults.content_type, choices=CONTENT_TYPES)
+    group.add_argument(
+        "--url-ttl-seconds", type=float, default=None, metavar="S", help="audio URLs expire (default: never)"
+    )
+    group.add_argument(
+        "--stability-result-ttl",
+        type=float,
+        default=defaults.stability_result_ttl,
+        metavar="S",
+        help="Stable Audio 3 results expire this long after completion (default: %(default)s)",
+    )
+    group.add_argument(
+        "--stability-results-once", action="store_true", help="serve each Stable Audio 3 result only once"
+    )
+    group.add_argument(
+        "--no-stability-audio-headers",
+        dest="stability_audio_headers",
+        action="store_false",
+        help="omit the finish-reason and seed headers of Stability audio answers",
+    )
+
+
+def variants_from_cli(args: argparse.Namespace) -> VariantConfig:
+    """Return the settings given by :func:`add_variant_arguments`' flags; raise ValueError if invalid."""
+    settings: dict[str, Any] = {name: getattr(args, name) for name in VARIANT_NAMES}
+    settings["pending_statuses"] = [s for value in args.pending_statuses for s in value.split(",")]
+    return VariantConfig(**settings)
