@@ -45,11 +45,15 @@ def test_every_listed_module_imports() -> None:
     for decorator in info["task-decorators"]:
         module, _, name = decorator["class-name"].rpartition(".")
         assert callable(getattr(importlib.import_module(module), name))
+    hooks = {}
     for conn in info["connection-types"]:
         module, _, name = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module), name)
-        assert hook.conn_type == conn["connection-type"] == "stableaudio"
-        assert hook.hook_name == conn["hook-name"] == "Stable Audio"
+        assert hook.conn_type == conn["connection-type"]
+        assert hook.hook_name == conn["hook-name"]
+        assert hook.default_conn_name == hook().conn_id
+        hooks[hook.conn_type] = hook.hook_name
+    assert hooks == {"stableaudio": "Stable Audio", "stability": "Stability AI (Stable Audio)"}
 
 
 # Airflow >= 3.2 reads the connection form from the provider info (``ui-field-behaviour`` and the
@@ -70,6 +74,11 @@ def test_connection_form_reaches_airflow() -> None:
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
     assert "extra__stableaudio__timeout" in manager.connection_form_widgets
     assert manager.hooks["stableaudio"].hook_class_name.endswith("StableAudioHook")  # type: ignore[union-attr]
+    stability = manager.field_behaviours["stability"]
+    assert stability["placeholders"]["host"] == "https://api.stability.ai"
+    assert {"schema", "port", "login"} <= set(stability["hidden_fields"])
+    assert "extra__stability__timeout" in manager.connection_form_widgets
+    assert manager.hooks["stability"].hook_class_name.endswith("StabilityAudioHook")  # type: ignore[union-attr]
 
 
 @pytest.mark.skipif(FORM_FROM_PROVIDER_INFO, reason="Airflow >= 3.2 reads the form from the provider info")
@@ -85,9 +94,12 @@ def test_connection_form_falls_back_to_the_hook_before_airflow_3_2() -> None:
 
     from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 
+    from airflow_provider_stableaudio.hooks.stability import StabilityAudioHook
+
     behaviour = StableAudioHook.get_ui_field_behaviour()
     schema_file = Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json"
     jsonschema.validate(behaviour, json.loads(schema_file.read_text()))
+    jsonschema.validate(StabilityAudioHook.get_ui_field_behaviour(), json.loads(schema_file.read_text()))
 
     code = """
 import json

@@ -16,6 +16,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioPermanentError,
     StableAudioResultGoneError,
     StableAudioTimeoutError,
+    StableAudioValidationError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest, default_model, service_of
 from airflow_provider_stableaudio.generation_result import GenerationState, generation_failure
@@ -205,10 +206,11 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         serving = service_of(model) if isinstance(model, str) else None
         if serving is not None and serving != self.service.name:
             needed = SERVICES[serving]
-            raise StableAudioConfigError(
+            raise StableAudioValidationError(
                 f"model {model!r} is served by the {needed.title}: use a connection of type "
                 f"{needed.conn_type!r} (such as {needed.default_conn_id!r}); connection "
-                f"{self.conn_id!r} is of type {self.service.conn_type!r} ({self.service.title})"
+                f"{self.conn_id!r} is of type {self.service.conn_type!r} ({self.service.title})",
+                field="model",
             )
         fields = {name: getattr(self, name) for name in REQUEST_FIELDS}
         return GenerationRequest.build(model, mode=self.mode, init_audio=self.init_audio, **fields)

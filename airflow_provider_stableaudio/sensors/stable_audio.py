@@ -143,10 +143,11 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger: fail on anything but a ``success`` event, as a sensor fails."""
         try:
+            generation = generation_from_event(event, generation_id=self.generation_id)
             self.delivery = deliver_generation(
                 context=context,
                 hook=self.hook,
-                generation=generation_from_event(event, generation_id=self.generation_id),
+                generation=generation,
                 output_path=self.output_path,
                 log=self.log,
             )

@@ -57,6 +57,8 @@ def operator(**kwargs: Any) -> StableAudioGenerateOperator:
 def test_template_fields() -> None:
     assert set(StableAudioGenerateOperator.template_fields) == {
         "prompt", "seconds_total", "seconds_start", "steps", "model", "output_path",
+        "duration", "seed", "cfg_scale", "output_format", "init_audio", "mode", "strength",
+        "mask_start", "mask_end",
     }  # fmt: skip
 
 
@@ -88,7 +90,7 @@ def test_defers_with_the_right_trigger_after_pushing_the_id(connection) -> None:
      ({"seconds_total": 48}, "seconds_total must be an integer from 1 to 47, got 48"),
      ({"seconds_total": "thirty"}, "seconds_total must be an integer from 1 to 47, got 'thirty' (str)"),
      ({"steps": 0}, "steps must be an integer from 1 to 1000, got 0"),
-     ({"model": "stable-audio-3"}, "model must be one of ['stable-audio']")],
+     ({"model": "stable-audio-9"}, "model must be one of ['stable-audio']")],
 )  # fmt: skip
 def test_bad_input_fails_before_any_request(connection, kwargs: dict, words: str) -> None:
     with pytest.raises(AirflowFailException) as caught:
