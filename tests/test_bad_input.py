@@ -115,5 +115,79 @@ def test_connection_problems(
     assert emulator.ledger()["requests"] == []
 
 
+WAV = "input.wav"  # an 8 s WAV in tmp_path
+STABILITY_CASES: list[tuple[str, dict[str, Any], type[Exception], list[str]]] = [
+    ("duration 0", {"duration": 0}, StableAudioValidationError, ["duration", "1 to 380", "got 0"]),
+    ("duration 381 on Stable Audio 3", {"duration": 381}, StableAudioValidationError, ["duration", "1 to 380", "381"]),
+    ("duration 191 on Stable Audio 2.5", {"model": "stable-audio-2.5", "duration": 191}, StableAudioValidationError,
+     ["duration", "1 to 190", "191"]),
+    ("steps 3", {"steps": 3}, StableAudioValidationError, ["steps", "4 to 8", "got 3"]),
+    ("steps 9", {"steps": 9}, StableAudioValidationError, ["steps", "4 to 8", "got 9"]),
+    ("seed -1", {"seed": -1}, StableAudioValidationError, ["seed", "0 to 4294967294", "got -1"]),
+    ("seed 2**32 - 1", {"seed": 4294967295}, StableAudioValidationError, ["seed", "0 to 4294967294"]),
+    ("cfg_scale 0.5", {"cfg_scale": 0.5}, StableAudioValidationError, ["cfg_scale", "1 to 25", "0.5"]),
+    ("cfg_scale 26", {"cfg_scale": 26}, StableAudioValidationError, ["cfg_scale", "1 to 25", "26"]),
+    ("cfg_scale on Stable Audio 2.5", {"model": "stable-audio-2.5", "cfg_scale": 7}, StableAudioValidationError,
+     ["cfg_scale", "stable-audio-2.5"]),
+    ("output_format flac", {"output_format": "flac"}, StableAudioValidationError,
+     ["output_format must be one of ['mp3', 'wav']", "'flac'"]),
+    ("strength 0", {"init_audio": WAV, "strength": 0}, StableAudioValidationError, ["strength", "0.01 to 1", "got 0"]),
+    ("strength 1.5", {"init_audio": WAV, "strength": 1.5}, StableAudioValidationError, ["strength", "0.01 to 1"]),
+    ("strength without init_audio", {"strength": 0.5}, StableAudioValidationError, ["strength", "init_audio"]),
+    ("mask_start after mask_end", {"init_audio": WAV, "mask_start": 5, "mask_end": 4}, StableAudioValidationError,
+     ["mask_start must be less than mask_end (4), got 5"]),
+    ("mask_end past 380 s", {"init_audio": WAV, "mask_start": 1, "mask_end": 400}, StableAudioValidationError,
+     ["mask_end", "0 to 380", "400"]),
+    ("strength with a mask", {"init_audio": WAV, "strength": 0.5, "mask_start": 1}, StableAudioValidationError,
+     ["strength", "mask_start"]),
+    ("an AI/ML API field", {"seconds_total": 10}, StableAudioValidationError, ["unknown field(s) ['seconds_total']"]),
+    ("missing output_path", {"output_path": None}, StableAudioConfigError,
+     ["output_path is required with a Stability AI API connection"]),
+    ("AI/ML API model on a Stability connection", {"model": "stable-audio"}, StableAudioValidationError,
+     ["model 'stable-audio' is served by the AI/ML API", "connection of type 'stableaudio'"]),
+    ("wait_for_completion=False on a synchronous model",
+     {"model": "stable-audio-2.5", "wait_for_completion": False, "output_path": None}, StableAudioConfigError,
+     ["wait_for_completion=False does not apply to stable-audio-2.5"]),
+    ("init_audio missing", {"init_audio": "nowhere.wav"}, StableAudioValidationError, ["init_audio", "does not exist"]),
+    ("init_audio too large", {"init_audio": "huge.wav"}, StableAudioValidationError,
+     ["init_audio", "the limit is 50 MB"]),
+    ("init_audio not audio", {"init_audio": "notes.txt"}, StableAudioValidationError,
+     ["init_audio", "is not mp3 or wav audio"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error", "words"), STABILITY_CASES, ids=[c[0] for c in STABILITY_CASES]
+)
+def test_stability_input(
+    stability, tmp_path: Path, name: str, kwargs: dict, error: type, words: list[str]
+) -> None:
+    from airflow_provider_stableaudio.emulator.audio import synthesize_wav
+
+    (tmp_path / WAV).write_bytes(synthesize_wav("input", 8))
+    (tmp_path / "notes.txt").write_text("not a sound\n" * 100)
+    with (tmp_path / "huge.wav").open("wb") as huge:  # sparse: 50 MB + 1 byte on disk costs nothing
+        huge.write(b"RIFF\0\0\0\0WAVE")
+        huge.truncate(50_000_001)
+    if "init_audio" in kwargs:
+        kwargs = {**kwargs, "init_audio": str(tmp_path / kwargs["init_audio"])}
+    kwargs = {"output_path": "clip.wav", **kwargs}
+    with pytest.raises(error) as caught:
+        run_operator(tmp_path, conn_id="stability_default", **kwargs)
+    for word in words:
+        assert word in str(caught.value), name
+    assert stability.ledger()["requests"] == []
+
+
+def test_a_stability_model_on_an_aimlapi_connection_names_the_connection_type_it_needs(connection) -> None:
+    with pytest.raises(StableAudioValidationError) as caught:
+        execute(StableAudioGenerateOperator(task_id="t", prompt="x", model="stable-audio-3", duration=10))
+    assert "model 'stable-audio-3' is served by the Stability AI API" in str(caught.value)
+    assert "use a connection of type 'stability' (such as 'stability_default')" in str(caught.value)
+    assert caught.value.field == "model"
+    assert connection.ledger()["requests"] == []
+
+
 def test_the_table_is_big_enough() -> None:
     assert len(CASES) + 1 + len(CONNECTION_CASES) >= 20
+    assert len(STABILITY_CASES) >= 20

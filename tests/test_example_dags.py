@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import wave
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def test_example_dags_import_without_errors() -> None:
 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 7
+    assert len(bag.dag_ids) == len(list(EXAMPLE_DAGS.glob("*.py"))) == 10
 
 
 def xcoms_of(run_id: str) -> dict[tuple[str, str, int], Any]:
@@ -194,3 +195,58 @@ def test_decorator_maps_one_deferred_clip_per_topic_with_the_operators_xcoms(
         assert local_path == tmp_path / "topics" / f"{run.run_after:%Y%m%dT%H%M%S}" / f"{index}.wav"
         assert duration(local_path) == 4
         assert local_path.stat().st_size == audio_file["file_size"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_example_stability_text_to_audio_defers_and_stores_the_clip(stability, tmp_path: Path) -> None:
+    run = load_dag("example_stability_text_to_audio.py", "example_stability_text_to_audio").test(
+        run_conf={"seconds": 3, "output_dir": str(tmp_path)}
+    )
+    assert run.state == "success"
+    ledger = stability.ledger()["stability"]
+    assert ledger["submits"] == {"stable-audio-3": {"text-to-audio": 1}}
+    (generation,) = ledger["generations"]
+    xcoms = xcoms_of(run.run_id)
+    assert xcoms[("generate_clip", "generation_id", -1)] == generation["id"]
+    stored_at = Path(xcoms[("generate_clip", "return_value", -1)])
+    assert stored_at.is_relative_to(tmp_path / "example_stability_text_to_audio")
+    assert hashlib.sha256(stored_at.read_bytes()).hexdigest() == generation["sha256"]
+    assert xcoms[("describe_clip", "return_value", -1)] == 3.0
+    assert xcoms[("generate_clip", "audio_file", -1)]["finish_reason"] == "SUCCESS"
+    assert API_KEY not in repr(xcoms)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_example_stability_sync_streams_the_answer_to_output_path(stability, tmp_path: Path) -> None:
+    run = load_dag("example_stability_sync.py", "example_stability_sync").test(
+        run_conf={"output_dir": str(tmp_path)}
+    )
+    assert run.state == "success"
+    ledger = stability.ledger()["stability"]
+    assert ledger["submits"] == {"stable-audio-2.5": {"text-to-audio": 1}}
+    (generation,) = ledger["generations"]
+    (clip,) = (tmp_path / "example_stability_sync").iterdir()
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() == generation["sha256"]
+    assert duration(clip) == 4
+    assert generation["seed"] == 1234
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_example_stability_remix_varies_last_weeks_clip(stability, tmp_path: Path) -> None:
+    import pendulum
+
+    dag = load_dag("example_stability_remix.py", "example_stability_remix")
+    first_week = pendulum.datetime(2026, 11, 2, tz="UTC")
+    conf = {"output_dir": str(tmp_path)}
+    assert dag.test(logical_date=first_week, run_conf=conf).state == "success"
+    assert dag.test(logical_date=first_week.add(weeks=1), run_conf=conf).state == "success"
+
+    ledger = stability.ledger()["stability"]
+    assert ledger["submits"] == {"stable-audio-3": {"text-to-audio": 1, "audio-to-audio": 1}}
+    first, remix = ledger["generations"]
+    week_1 = tmp_path / "remix" / "week_20261102.wav"
+    week_2 = tmp_path / "remix" / "week_20261109.wav"
+    assert hashlib.sha256(week_1.read_bytes()).hexdigest() == first["sha256"] == remix["input_sha256"]
+    assert hashlib.sha256(week_2.read_bytes()).hexdigest() == remix["sha256"]
+    assert (remix["derived_from_input"], remix["strength"]) == (True, 0.6)
+    assert remix["prompt"].endswith(", a fresh variation")

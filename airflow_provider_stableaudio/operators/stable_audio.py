@@ -219,15 +219,15 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         """What the service's answer needs of the task, checked before anything is paid for."""
         if request.service == AIMLAPI:
             return
-        if self.output_path is None:
-            raise StableAudioConfigError(
-                f"output_path is required with a {self.service.title} connection: its answer is the "
-                "audio itself, not a URL, so it must be stored somewhere"
-            )
         if not request.asynchronous and not self.wait_for_completion:
             raise StableAudioConfigError(
                 f"wait_for_completion=False does not apply to {request.model}: it answers with the "
                 "audio itself, so there is no generation to wait for later"
+            )
+        if self.output_path is None and self.wait_for_completion:
+            raise StableAudioConfigError(
+                f"output_path is required with a {self.service.title} connection: its answer is the "
+                "audio itself, not a URL, so it must be stored somewhere"
             )
 
     @fail_without_retries
