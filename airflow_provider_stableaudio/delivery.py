@@ -9,7 +9,7 @@ from airflow_provider_stableaudio import storage
 
 if TYPE_CHECKING:
     from airflow_provider_stableaudio.generation_result import Generation
-    from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+    from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
     from airflow_provider_stableaudio.storage import OutputPath
 
 #: XCom keys pushed for a completed generation (``generation_id`` is pushed at submission).
@@ -44,7 +44,7 @@ def prepare_output_path(output_path: OutputPath | None) -> None:
 def deliver_generation(
     *,
     context: Any,
-    hook: StableAudioHook,
+    hook: StableAudioBaseHook,
     generation: Generation,
     output_path: OutputPath | None,
     log: Any,

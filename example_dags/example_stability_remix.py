@@ -17,7 +17,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 OUTPUT_DIR = os.environ.get("STABLEAUDIO_OUTPUT_DIR", os.path.join(tempfile.gettempdir(), "stable-audio"))
-# One clip per week, named after the week's first day.
+# One clip per week, named after the day its run was due (run_after: set for manual runs too).
 WEEK_CLIP = "{output_dir}/remix/week_{day:%Y%m%d}.wav"
 
 with DAG(
@@ -38,13 +38,13 @@ with DAG(
         model="stable-audio-3",
         duration=8,
         output_format="wav",
-        output_path="{{ params.output_dir }}/remix/week_{{ data_interval_start | ds_nodash }}.wav",
+        output_path="{{ params.output_dir }}/remix/week_{{ dag_run.run_after | ds_nodash }}.wav",
         poll_interval=2,
     )
-    def weekly_variation(params=None, data_interval_start=None) -> str | dict:
+    def weekly_variation(params=None, dag_run=None) -> str | dict:
         """Last week's clip, varied; or, the first week, a clip from the prompt alone."""
         last_week = Path(
-            WEEK_CLIP.format(output_dir=params["output_dir"], day=data_interval_start - timedelta(days=7))
+            WEEK_CLIP.format(output_dir=params["output_dir"], day=dag_run.run_after - timedelta(days=7))
         )
         if not last_week.exists():
             return params["prompt"]

@@ -238,8 +238,9 @@ def test_example_stability_remix_varies_last_weeks_clip(stability, tmp_path: Pat
     dag = load_dag("example_stability_remix.py", "example_stability_remix")
     first_week = pendulum.datetime(2026, 11, 2, tz="UTC")
     conf = {"output_dir": str(tmp_path)}
-    assert dag.test(logical_date=first_week, run_conf=conf).state == "success"
-    assert dag.test(logical_date=first_week.add(weeks=1), run_conf=conf).state == "success"
+    assert dag.test(run_after=first_week, logical_date=first_week, run_conf=conf).state == "success"
+    next_week = first_week.add(weeks=1)
+    assert dag.test(run_after=next_week, logical_date=next_week, run_conf=conf).state == "success"
 
     ledger = stability.ledger()["stability"]
     assert ledger["submits"] == {"stable-audio-3": {"text-to-audio": 1, "audio-to-audio": 1}}

@@ -92,9 +92,8 @@ def test_connection_form_falls_back_to_the_hook_before_airflow_3_2() -> None:
     import subprocess
     import sys
 
-    from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
-
     from airflow_provider_stableaudio.hooks.stability import StabilityAudioHook
+    from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 
     behaviour = StableAudioHook.get_ui_field_behaviour()
     schema_file = Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     import requests
 
+    from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.services import Service
     from airflow_provider_stableaudio.storage import OutputPath
 
@@ -210,6 +211,18 @@ class StableAudioBaseHook(BaseHook):
                 retryable = rejection
             failures += 1
             self._retry_or_raise(failures, retryable, action=action, deadline=deadline)
+
+    # -- what each service implements ---------------------------------------------------------
+
+    def submit_generation(self, request: GenerationRequest, *, timeout: float | None = None) -> Generation:
+        """Create a generation to wait for; retried only while the service provably created nothing."""
+        raise NotImplementedError
+
+    def generate_to(
+        self, request: GenerationRequest, path: OutputPath, *, timeout: float
+    ) -> tuple[Generation, str]:
+        """Generate synchronously, the answer streamed to ``path`` (models whose answer is the audio)."""
+        raise NotImplementedError(f"{self.service.title} has no synchronous model")
 
     # -- waiting (both services: the subclass reads one state with get_generation) ---------------
 

@@ -235,7 +235,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         request = self.build_request()
         self._check_result_target(request)
         prepare_output_path(self.output_path)
-        if not request.asynchronous:
+        if not request.asynchronous and self.output_path is not None:  # (checked above: it is set)
             # The call is the wait (Stable Audio 2.x): nothing to defer, nothing to re-attach to.
             generation, location = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
             return self._finish(context, generation, stored_at=location)

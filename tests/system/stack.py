@@ -332,6 +332,13 @@ class Stack:
             "--conn-password", self.state["api_key"],
             "--conn-extra", json.dumps({"timeout": 30}),
         )  # fmt: skip
+        # The same emulator serves Stability AI's routes: the stability connection type reaches them.
+        self.airflow(
+            "connections", "add", "stability_default",
+            "--conn-type", "stability",
+            "--conn-host", self.state["emulator_url"],
+            "--conn-password", self.state["api_key"],
+        )  # fmt: skip
         self._spawn("api-server", [self.bin("airflow"), "api-server"])
         self._spawn("scheduler", [self.bin("airflow"), "scheduler"])
         self._spawn("dag-processor", [self.bin("airflow"), "dag-processor"])
