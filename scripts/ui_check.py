@@ -248,6 +248,20 @@ def saved_connection(browser: Browser, conn_id: str) -> dict[str, Any]:
     return result
 
 
+def delete_connections(browser: Browser, *conn_ids: str) -> None:
+    """Delete with the browser's own session and reload, so the next type starts from an empty list
+    (the list's Test icons are page state that would otherwise stay on the rows below)."""
+    script = """
+        const done = arguments[arguments.length - 1];
+        Promise.all(arguments[0].map(id => fetch('/api/v2/connections/' + id, {method: 'DELETE'})))
+            .then(rs => done(rs.map(r => r.status)), e => done([String(e)]));
+    """
+    statuses = browser.driver.execute_async_script(script, list(conn_ids))
+    if statuses != [204] * len(conn_ids):
+        raise SystemExit(f"ui-check: deleting {conn_ids} answered {statuses}")
+    browser.driver.refresh()
+
+
 def check_connection_type(browser: Browser, kind: ConnectionType, *, emulator_url: str, api_key: str) -> None:
     """Steps 1-5 of the module's docstring for one connection type; screenshots ``<type>-NN-*.png``."""
     add_connection(browser, kind, conn_id=kind.conn_id, host=emulator_url, key=api_key, first=True)
@@ -279,6 +293,7 @@ def check_connection_type(browser: Browser, kind: ConnectionType, *, emulator_ur
     log(f"Test with a wrong key: {' / '.join(message.splitlines())}")
     browser.screenshot(f"{kind.conn_type}-06-test-wrong-key")
     browser.close_toasts()
+    delete_connections(browser, kind.conn_id, kind.wrong_key_conn_id)
 
 
 def run_check(work: Path, shots: Path) -> None:
