@@ -1,18 +1,22 @@
-"""`make ui-check`: the Stable Audio connection form, checked in a real browser.
+"""`make ui-check`: the provider's connection forms, checked in a real browser.
 
 Starts ``airflow api-server`` on loopback with a throwaway AIRFLOW_HOME (SimpleAuthManager, every
-user an admin, so no login; connection testing enabled) and the bundled API emulator, then drives
-headless Chromium (Debian's ``chromium`` and ``chromedriver``) the way a person would:
+user an admin, so no login; connection testing enabled) and the bundled API emulator (which serves
+both the AI/ML API's routes and Stability AI's), then drives headless Chromium (Debian's
+``chromium`` and ``chromedriver``) the way a person would, for each connection type of
+``CONNECTION_TYPES`` ("Stable Audio" and "Stability AI (Stable Audio)"):
 
-1. Admin -> Connections -> Add Connection, picks "Stable Audio";
-2. checks the form: "Base URL" (placeholder ``https://api.aimlapi.com``) and "API Key" replace Host
-   and Password, Login / Port / Schema are hidden, "Request timeout (seconds)" is an extra field;
+1. Admin -> Connections -> Add Connection, picks the type;
+2. checks the form: "Base URL" (with the type's placeholder) and "API Key" replace Host and
+   Password, Login / Port / Schema are hidden, "Request timeout (seconds)" is an extra field;
 3. fills in the emulator's URL, the key and a timeout, saves, and finds the row in the list;
 4. presses the row's "Test Connection" button and waits for "Test Connection Successful" with the
    hook's message naming the emulator's URL (the request went API server -> hook -> emulator);
+   for Stability the message carries the account's balance;
 5. does the same with a wrong key and expects "Test Connection Failed" with the API's 401.
 
-Screenshots go to ``build/ui-check/``. Every process it starts is stopped at the end.
+Screenshots go to ``build/ui-check/``, named ``<connection type>-<step>.png``. Every process it
+starts is stopped at the end.
 
 Airflow 3.3.2 rejects the Test of any saved connection without a port ("Bad Request"): its UI sends
 ``port: 0`` and the API compares that with the stored NULL (apache/airflow#73298, fixed upstream
@@ -26,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,15 +40,51 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from headless import ROOT, Browser, log, require_chromium
 
 CHECK = "ui-check"
-CONN_ID = "stableaudio_ui_check"
-WRONG_KEY_CONN_ID = "stableaudio_ui_check_wrong_key"
-PLACEHOLDER = "https://api.aimlapi.com"
+TIMEOUT = "12"  # typed into the "Request timeout (seconds)" extra field
+
+
+@dataclass(frozen=True)
+class ConnectionType:
+    """One connection type of the provider as the UI shows it, and what its Test answers."""
+
+    conn_type: str
+    option: str  # the Connection Type as listed in the form
+    placeholder: str  # of the Base URL field
+    success: str  # a regular expression for the successful Test's message; ``{url}`` is the emulator's
+
+    @property
+    def conn_id(self) -> str:
+        return f"{self.conn_type}_ui_check"
+
+    @property
+    def wrong_key_conn_id(self) -> str:
+        return f"{self.conn_type}_ui_check_wrong_key"
+
+    def success_pattern(self, url: str) -> re.Pattern[str]:
+        return re.compile(self.success.replace("{url}", re.escape(url)))
+
+
+CONNECTION_TYPES = (
+    ConnectionType(
+        conn_type="stableaudio",
+        option="Stable Audio",
+        placeholder="https://api.aimlapi.com",
+        success=r"Connected to {url}: the API accepted the key\.",
+    ),
+    ConnectionType(
+        conn_type="stability",
+        option="Stability AI (Stable Audio)",
+        placeholder="https://api.stability.ai",
+        success=r"Connected to {url}: Stability AI accepted the key; balance: \d+(\.\d+)? credits\.",
+    ),
+)
 
 
 # -- the API server, with Airflow's port-0 fix when it lacks it ---------------------------------
@@ -142,16 +183,18 @@ def label_of(dialog: Any, field_name: str) -> str:
     return str(label.text).replace("*", "").strip()
 
 
-def add_connection(browser: Browser, *, conn_id: str, host: str, key: str, timeout: str, first: bool) -> None:
-    """Admin -> Connections -> Add Connection, fill the Stable Audio form, save; checks it on ``first``."""
+def add_connection(
+    browser: Browser, kind: ConnectionType, *, conn_id: str, host: str, key: str, first: bool
+) -> None:
+    """Admin -> Connections -> Add Connection, fill the form of ``kind``, save; checks it on ``first``."""
     browser.click("//button[normalize-space()='Admin']", "the Admin menu")
     browser.click("//*[@role='menuitem'][normalize-space()='Connections']", "Admin -> Connections")
     browser.wait(lambda d: d.current_url.rstrip("/").endswith("/connections"), "the connections page")
     browser.click("//button[normalize-space()='Add Connection']", "the Add Connection button")
     dialog = browser.element("//*[@role='dialog'][.//h2[normalize-space()='Add Connection']]", "the dialog")
     dialog.find_element("name", "connection_id").send_keys(conn_id)
-    dialog.find_element("css selector", "input[role=combobox]").send_keys("Stable Audio")
-    browser.click("//*[@role='option'][normalize-space()='Stable Audio']", "the Stable Audio option")
+    dialog.find_element("css selector", "input[role=combobox]").send_keys(kind.option)
+    browser.click(f"//*[@role='option'][normalize-space()='{kind.option}']", f"the {kind.option} option")
     host_input = browser.element("//*[@role='dialog']//input[@name='host']", "the Base URL field")
 
     if first:
@@ -159,30 +202,30 @@ def add_connection(browser: Browser, *, conn_id: str, host: str, key: str, timeo
         labels = {name: label_of(dialog, name) for name in ("host", "password")}
         if labels != {"host": "Base URL", "password": "API Key"}:
             problems.append(f"labels {labels}, expected Base URL and API Key")
-        if host_input.get_attribute("placeholder") != PLACEHOLDER:
+        if host_input.get_attribute("placeholder") != kind.placeholder:
             problems.append(f"Base URL placeholder {host_input.get_attribute('placeholder')!r}")
         for hidden in ("login", "port", "schema"):
             if [e for e in dialog.find_elements("name", hidden) if e.is_displayed()]:
                 problems.append(f"the {hidden!r} field is shown but should be hidden")
+        browser.screenshot(f"{kind.conn_type}-01-form")
         if problems:
-            browser.screenshot("01-form")
-            raise SystemExit("ui-check: the connection form is wrong: " + "; ".join(problems))
-        log(f"form: labels {labels}, Base URL placeholder {PLACEHOLDER!r}, login/port/schema hidden")
-        browser.screenshot("01-form")
+            raise SystemExit(f"ui-check: the {kind.option} form is wrong: " + "; ".join(problems))
+        log(f"{kind.conn_type} form: labels {labels}, Base URL placeholder {kind.placeholder!r}")
+        log(f"{kind.conn_type} form: login/port/schema hidden")
 
     host_input.send_keys(host)
     dialog.find_element("name", "password").send_keys(key)
     if first:
-        browser.screenshot("02-form-filled")
+        browser.screenshot(f"{kind.conn_type}-02-form-filled")
     browser.click("//*[@role='dialog']//button[normalize-space()='Extra Fields']", "the Extra Fields section")
     timeout_input = browser.element(
         "//*[@role='dialog']//label[normalize-space()='Request timeout (seconds)']/following::input[1]",
         "the Request timeout extra field",
     )
-    timeout_input.send_keys(timeout)
+    timeout_input.send_keys(TIMEOUT)
     if first:
-        log("form: the extra field 'Request timeout (seconds)' is there")
-        browser.screenshot("03-form-extra-fields")
+        log(f"{kind.conn_type} form: the extra field 'Request timeout (seconds)' is there")
+        browser.screenshot(f"{kind.conn_type}-03-form-extra-fields")
     browser.click("//*[@role='dialog']//button[normalize-space()='Save']", "the Save button")
     browser.wait(lambda d: not d.find_elements("xpath", "//*[@role='dialog']"), "the dialog to close")
     browser.element(f"//tr[td[normalize-space()='{conn_id}']]", f"the row of {conn_id}")
@@ -203,6 +246,54 @@ def saved_connection(browser: Browser, conn_id: str) -> dict[str, Any]:
     """
     result: dict[str, Any] = browser.driver.execute_async_script(script, conn_id)
     return result
+
+
+def delete_connections(browser: Browser, *conn_ids: str) -> None:
+    """Delete with the browser's own session and reload, so the next type starts from an empty list
+    (the list's Test icons are page state that would otherwise stay on the rows below)."""
+    script = """
+        const done = arguments[arguments.length - 1];
+        Promise.all(arguments[0].map(id => fetch('/api/v2/connections/' + id, {method: 'DELETE'})))
+            .then(rs => done(rs.map(r => r.status)), e => done([String(e)]));
+    """
+    statuses = browser.driver.execute_async_script(script, list(conn_ids))
+    if statuses != [204] * len(conn_ids):
+        raise SystemExit(f"ui-check: deleting {conn_ids} answered {statuses}")
+    browser.driver.refresh()
+
+
+def check_connection_type(browser: Browser, kind: ConnectionType, *, emulator_url: str, api_key: str) -> None:
+    """Steps 1-5 of the module's docstring for one connection type; screenshots ``<type>-NN-*.png``."""
+    add_connection(browser, kind, conn_id=kind.conn_id, host=emulator_url, key=api_key, first=True)
+    stored = saved_connection(browser, kind.conn_id)
+    if stored.get("conn_type") != kind.conn_type or stored.get("host") != emulator_url:
+        raise SystemExit(f"ui-check: the saved connection is not what was typed: {stored}")
+    if json.loads(stored.get("extra") or "{}").get("timeout") not in (int(TIMEOUT), TIMEOUT):
+        raise SystemExit(f"ui-check: the timeout extra field was not saved: {stored.get('extra')!r}")
+    log(f"saved: {kind.conn_id} ({kind.conn_type}, {emulator_url}, extra {stored.get('extra')})")
+    browser.screenshot(f"{kind.conn_type}-04-saved-list")
+
+    test_connection(browser, kind.conn_id)
+    message = browser.toast("success", "Test Connection Successful")
+    if not kind.success_pattern(emulator_url).search(message):
+        raise SystemExit(
+            f"ui-check: the {kind.conn_type} test succeeded with an unexpected message: {message!r}"
+        )
+    log(f"Test: {' / '.join(message.splitlines())}")
+    browser.screenshot(f"{kind.conn_type}-05-test-success")
+    browser.close_toasts()
+
+    add_connection(
+        browser, kind, conn_id=kind.wrong_key_conn_id, host=emulator_url, key="not-the-key", first=False
+    )
+    test_connection(browser, kind.wrong_key_conn_id)
+    message = browser.toast("error", "Test Connection Failed")
+    if "401" not in message:
+        raise SystemExit(f"ui-check: a wrong {kind.conn_type} key failed without the API's 401: {message!r}")
+    log(f"Test with a wrong key: {' / '.join(message.splitlines())}")
+    browser.screenshot(f"{kind.conn_type}-06-test-wrong-key")
+    browser.close_toasts()
+    delete_connections(browser, kind.conn_id, kind.wrong_key_conn_id)
 
 
 def run_check(work: Path, shots: Path) -> None:
@@ -299,38 +390,8 @@ def run_check(work: Path, shots: Path) -> None:
         started = time.monotonic()
         browser = Browser(work / "chromium-profile", shots, check=CHECK)
         browser.driver.get(f"{api_base}/")
-        add_connection(browser, conn_id=CONN_ID, host=emulator_url, key=api_key, timeout="12", first=True)
-        stored = saved_connection(browser, CONN_ID)
-        if stored.get("conn_type") != "stableaudio" or stored.get("host") != emulator_url:
-            raise SystemExit(f"ui-check: the saved connection is not what was typed: {stored}")
-        if json.loads(stored.get("extra") or "{}").get("timeout") not in (12, "12"):
-            raise SystemExit(f"ui-check: the timeout extra field was not saved: {stored.get('extra')!r}")
-        log(f"saved: {CONN_ID} (stableaudio, {emulator_url}, extra {stored.get('extra')})")
-        browser.screenshot("04-saved-list")
-
-        test_connection(browser, CONN_ID)
-        message = browser.toast("success", "Test Connection Successful")
-        expected = f"Connected to {emulator_url}: the API accepted the key."
-        if expected not in message:
-            raise SystemExit(f"ui-check: the test succeeded with an unexpected message: {message!r}")
-        log(f"Test: {' / '.join(message.splitlines())}")
-        browser.screenshot("05-test-success")
-        browser.close_toasts()
-
-        add_connection(
-            browser,
-            conn_id=WRONG_KEY_CONN_ID,
-            host=emulator_url,
-            key="not-the-key",
-            timeout="12",
-            first=False,
-        )
-        test_connection(browser, WRONG_KEY_CONN_ID)
-        message = browser.toast("error", "Test Connection Failed")
-        if "401" not in message:
-            raise SystemExit(f"ui-check: a wrong key failed without the API's 401: {message!r}")
-        log(f"Test with a wrong key: {' / '.join(message.splitlines())}")
-        browser.screenshot("06-test-wrong-key")
+        for kind in CONNECTION_TYPES:
+            check_connection_type(browser, kind, emulator_url=emulator_url, api_key=api_key)
         timings["browser"] = time.monotonic() - started
     finally:
         if browser is not None:
