@@ -39,11 +39,13 @@ def dataset_name(location: str) -> tuple[str, str]:
 
 def facet_fields(delivery: Delivery, request: GenerationRequest | None) -> dict[str, Any]:
     """The provider's run facet: the generation, its cost and, when the task knows it, the request."""
+    audio = delivery.generation.audio_file
     return {
-        "generation_id": delivery.generation.id,
+        "generation_id": delivery.generation.id or None,
         "credits_used": delivery.generation.credits_used,
         "model": request.model if request else None,
         "parameters": dict(request.params) if request else None,
+        "audio_file": audio.to_dict() if audio else None,
     }
 
 
