@@ -177,3 +177,19 @@ def test_a_rate_limited_call_is_retried_and_generates_once(
     assert [r["status"] for r in ledger["requests"]] == [429, 200]
     assert ledger["stability"]["submit_count"] == 1
     assert sha256(target) == only_generation(stability)["sha256"]
+
+
+def test_a_rate_limited_submit_with_input_audio_is_retried_and_creates_one(
+    stability, input_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 429 comes before the emulator reads the body: the upload of the input is cut off.
+    fake_clock(monkeypatch, hook_module)
+    stability.set_faults(rate_429=0.5, retry_after=0, fault_methods=["POST"], seed=1)  # 429, then through
+    built = GenerationRequest.build(
+        "stable-audio-3", prompt="brass", duration=8, output_format="wav", init_audio=input_wav
+    )
+    generation = StabilityAudioHook().submit_generation(built)
+    ledger = stability.ledger()
+    assert [r["status"] for r in ledger["requests"]] == [429, 202]
+    assert [g["id"] for g in ledger["stability"]["generations"]] == [generation.id]
+    assert ledger["stability"]["generations"][0]["input_sha256"] == sha256(input_wav)
