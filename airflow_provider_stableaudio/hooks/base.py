@@ -12,13 +12,12 @@ from airflow_provider_stableaudio import __version__, download
 from airflow_provider_stableaudio.api_errors import error_from_response, redact, submission_was_rejected
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConnectionError,
-    StableAudioGenerationFailed,
     StableAudioResponseError,
     StableAudioRetryableError,
     StableAudioSubmissionUnknownError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation_result import Generation, GenerationState
+from airflow_provider_stableaudio.generation_result import Generation, GenerationState, generation_failure
 from airflow_provider_stableaudio.retry_policy import RetryPolicy, poll_delay
 from airflow_provider_stableaudio.services import SERVICES
 from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
@@ -263,7 +262,8 @@ class StableAudioBaseHook(BaseHook):
 
         Polls and retries follow the same policy as the trigger's, and no wait runs past ``timeout``.
 
-        :raises StableAudioGenerationFailed: the API reports the generation failed.
+        :raises StableAudioGenerationFailed: the API reports the generation failed
+            (:class:`StableAudioContentRefusedError` when its result was filtered).
         :raises StableAudioTimeoutError: it was still unfinished after ``timeout`` seconds.
         """
         started = time.monotonic()
@@ -289,7 +289,8 @@ class StableAudioBaseHook(BaseHook):
                 if generation.state is GenerationState.SUCCEEDED:
                     return generation
                 if generation.state is GenerationState.FAILED:
-                    raise StableAudioGenerationFailed.for_generation(generation_id, generation.error_message)
+                    # A filtered result is a refusal of the content, as in the trigger's event.
+                    raise generation_failure(generation)
                 self.log.info("Generation %s is %s", generation_id, generation.status)
             remaining = deadline - time.monotonic()
             delay = poll_delay(poll_interval, failures=failures, retry_after=retry_after, remaining=remaining)
