@@ -133,9 +133,21 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
     )
 
 
-def finished_ago(event: Any) -> str:
-    """How long before now the trigger saw the result finished, for a result no longer served."""
+# Results are kept about 24 hours: one gone sooner was not kept, it was served once only.
+_KEPT_HOURS = 23.0
+
+
+def result_gone_hint(event: Any) -> str:
+    """What a result no longer served means, from when the trigger saw it finished."""
     finished_at = event.get("finished_at") if isinstance(event, dict) else None
     if isinstance(finished_at, bool) or not isinstance(finished_at, (int, float)):
         return ""
-    return f" (it finished {(time.time() - finished_at) / 3600:.1f} hours before the task resumed)"
+    hours = (time.time() - finished_at) / 3600
+    if hours >= _KEPT_HOURS:
+        return f" It finished {hours:.1f} hours before the task resumed: it expired."
+    return (
+        f" It finished {hours * 60:.0f} minutes before the task resumed, well within the time results "
+        "are kept: the service seems to serve a result once only, and the trigger's check used it "
+        'up. Set the connection\'s extra {"results_served_once": true}: the poll that finds a '
+        "result ready then stores it (the wait runs on the worker)."
+    )

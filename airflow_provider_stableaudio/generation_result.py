@@ -87,6 +87,8 @@ class Generation:
     :param audio_file: the file, once completed.
     :param error_message: the API's reason, once failed.
     :param credits_used: ``meta.usage.credits_used`` when sent.
+    :param stored_at: where its audio was stored, when the answer that reported it finished was
+        the audio itself and went straight to storage (Stability AI).
     """
 
     id: str
@@ -95,6 +97,7 @@ class Generation:
     audio_file: AudioFile | None = None
     error_message: str | None = None
     credits_used: int | None = None
+    stored_at: str | None = None
 
 
 def _optional_int(value: Any) -> int | None:

@@ -31,6 +31,19 @@ CONN_FIELDS: dict[str, Any] = {
 }
 
 
+STABILITY_CONN_FIELDS: dict[str, Any] = {
+    **CONN_FIELDS,
+    "results_served_once": {
+        "label": "Results are served once only",
+        "description": (
+            "Set it if Stability serves a finished result only once: the poll that finds it ready "
+            "then stores it, on the worker. Default: off (the triggerer waits, the worker fetches)."
+        ),
+        "schema": {"type": ["boolean", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's providers manager."""
     return {
@@ -109,7 +122,7 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": STABILITY_UI_FIELD_BEHAVIOUR["relabeling"],
                     "placeholders": STABILITY_UI_FIELD_BEHAVIOUR["placeholders"],
                 },
-                "conn-fields": CONN_FIELDS,
+                "conn-fields": STABILITY_CONN_FIELDS,
             },
         ],
     }

@@ -20,11 +20,14 @@ class ApiSettings:
     :param base_url: scheme, host and optional port, no trailing slash.
     :param api_key: the Bearer token; never printed (``repr`` hides it).
     :param request_timeout: seconds allowed for one API call.
+    :param results_served_once: the service serves a finished result once only (extra
+        ``results_served_once``; Stability AI, unconfirmed): the poll that finds it ready stores it.
     """
 
     base_url: str
     api_key: str = field(repr=False)
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    results_served_once: bool = False
 
 
 def normalize_base_url(
@@ -74,7 +77,8 @@ def settings_from_connection(
 
     :param service: the service the connection reaches (its default Base URL, its key's name).
 
-    :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout`` extra.
+    :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout`` or
+        ``results_served_once`` extra.
     """
     if not password or not password.strip():
         raise StableAudioConfigError(
@@ -93,8 +97,17 @@ def settings_from_connection(
             f"connection {conn_id!r} has an invalid 'timeout' extra {extra.get('timeout')!r}: "
             "expected a number of seconds greater than 0"
         )
+    served_once = extra.get("results_served_once", False)
+    if isinstance(served_once, str) and served_once.strip().lower() in ("true", "false", ""):
+        served_once = served_once.strip().lower() == "true"
+    if not isinstance(served_once, bool):
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has an invalid 'results_served_once' extra {served_once!r}: "
+            "expected true or false"
+        )
     return ApiSettings(
         base_url=normalize_base_url(host, port, conn_id=conn_id, default=service.default_base_url),
         api_key=password.strip(),
         request_timeout=timeout,
+        results_served_once=served_once,
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioContentRefusedError,
+    StableAudioResultGoneError,
     StableAudioSubmissionUnknownError,
     StableAudioValidationError,
 )
@@ -19,11 +20,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Bad input or configuration fails the same way on every try, and so does content the service's
-# moderation refused; a submission of unknown outcome would be sent again by a retry and might pay twice.
+# moderation refused; a submission of unknown outcome would be sent again by a retry and might pay
+# twice, and so would a retry after a paid result was lost (expired, or served once only).
 FINAL_ERRORS = (
     StableAudioValidationError,
     StableAudioConfigError,
     StableAudioContentRefusedError,
+    StableAudioResultGoneError,
     StableAudioSubmissionUnknownError,
 )
 

@@ -115,6 +115,33 @@ def test_missing_key_and_bad_timeout() -> None:
     assert "sk-distinct" not in repr(settings)
 
 
+@pytest.mark.parametrize(("extra", "expected"), [({}, False), ({"results_served_once": True}, True),
+                                                 ({"results_served_once": "true"}, True),
+                                                 ({"results_served_once": "False"}, False)])  # fmt: skip
+def test_results_served_once_is_a_boolean_extra(extra: dict, expected: bool) -> None:
+    settings = settings_from_connection(conn_id="c", host=None, port=None, password="k", extra=extra)
+    assert settings.results_served_once is expected
+
+
+def test_a_results_served_once_extra_that_is_not_a_boolean_names_it() -> None:
+    with pytest.raises(StableAudioConfigError, match="invalid 'results_served_once' extra 'yes'"):
+        settings_from_connection(
+            conn_id="c", host=None, port=None, password="k", extra={"results_served_once": "yes"}
+        )
+
+
+def test_a_stability_connection_defaults_to_stabilitys_url_and_names_its_key() -> None:
+    from airflow_provider_stableaudio.services import SERVICES
+
+    stability = SERVICES["stability"]
+    settings = settings_from_connection(
+        conn_id="s", host="", port=None, password="k", extra={}, service=stability
+    )
+    assert settings.base_url == "https://api.stability.ai"
+    with pytest.raises(StableAudioConfigError, match="put the Stability AI API key in its password"):
+        settings_from_connection(conn_id="s", host=None, port=None, password=" ", extra={}, service=stability)
+
+
 @pytest.mark.parametrize(("value", "expected"), [("inf", None), ("nan", None), ("99999", MAX_RETRY_AFTER)])
 def test_retry_after_is_finite_and_bounded(value: str, expected: float | None) -> None:
     assert parse_retry_after(value) == expected

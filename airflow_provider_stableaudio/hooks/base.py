@@ -226,7 +226,12 @@ class StableAudioBaseHook(BaseHook):
     # -- waiting (both services: the subclass reads one state with get_generation) ---------------
 
     def get_generation(
-        self, generation_id: str, *, timeout: float | None = None, max_retries: int | None = None
+        self,
+        generation_id: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        store_to: OutputPath | None = None,
     ) -> Generation:
         """Read a generation's current state, retrying transient failures.
 
@@ -234,20 +239,22 @@ class StableAudioBaseHook(BaseHook):
         :param timeout: seconds after which a transient failure is no longer retried (no wait
             between attempts runs past it); ``None``: only ``max_retries`` limits the retries.
         :param max_retries: this call's retries, instead of the hook's (``0``: one attempt).
+        :param store_to: where to store the audio when the answer that reports it finished is the
+            audio itself and cannot be asked for again (see ``results_served_once``).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         action = f"poll generation {generation_id}"
         failures = 0
         while True:
             try:
-                return self._poll(generation_id)
+                return self._poll(generation_id, store_to=store_to)
             except StableAudioRetryableError as error:
                 failures += 1
                 self._retry_or_raise(
                     failures, error, action=action, deadline=deadline, max_retries=max_retries
                 )
 
-    def _poll(self, generation_id: str) -> Generation:
+    def _poll(self, generation_id: str, *, store_to: OutputPath | None = None) -> Generation:
         """One reading of the generation's state (the service's own call)."""
         raise NotImplementedError
 
@@ -256,11 +263,17 @@ class StableAudioBaseHook(BaseHook):
         raise NotImplementedError
 
     def wait_for_generation(
-        self, generation_id: str, *, poll_interval: float = 10, timeout: float = 900
+        self,
+        generation_id: str,
+        *,
+        poll_interval: float = 10,
+        timeout: float = 900,
+        store_to: OutputPath | None = None,
     ) -> Generation:
         """Poll until the generation ends; transient errors are retried until ``timeout``.
 
         Polls and retries follow the same policy as the trigger's, and no wait runs past ``timeout``.
+        ``store_to``: as for :meth:`get_generation`.
 
         :raises StableAudioGenerationFailed: the API reports the generation failed
             (:class:`StableAudioContentRefusedError` when its result was filtered).
@@ -273,7 +286,7 @@ class StableAudioBaseHook(BaseHook):
         while True:
             retry_after = None
             try:
-                generation = self.get_generation(generation_id, max_retries=0)
+                generation = self.get_generation(generation_id, max_retries=0, store_to=store_to)
             except StableAudioRetryableError as error:
                 failures += 1
                 retry_after = error.retry_after
@@ -302,6 +315,12 @@ class StableAudioBaseHook(BaseHook):
             time.sleep(delay)
 
     # -- the clip -----------------------------------------------------------------------------
+
+    @property
+    def stores_while_polling(self) -> bool:
+        """Whether a finished result must be stored by the poll that finds it: the service serves
+        it once only, so waiting happens where the clip is stored (the worker), never in a trigger."""
+        return False
 
     def store_result(self, generation: Generation, path: OutputPath) -> str:
         """Write a completed generation's audio to ``path``, whole or not at all; return where."""

@@ -18,6 +18,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioDownloadError,
     StableAudioResultGoneError,
+    StableAudioRetryableError,
 )
 from airflow_provider_stableaudio.generation_result import Generation, GenerationState
 from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
@@ -36,6 +37,8 @@ from airflow_provider_stableaudio.stability_result import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.settings import ApiSettings
     from airflow_provider_stableaudio.storage import OutputPath
@@ -76,6 +79,11 @@ class StabilityAudioHook(StableAudioBaseHook):
 
     def _api_headers(self, settings: ApiSettings, *, accept: str = "application/json") -> dict[str, str]:
         return {**super()._api_headers(settings, accept=accept), **CLIENT_HEADERS}
+
+    @property
+    def stores_while_polling(self) -> bool:
+        """True when the connection says results are served once only (extra ``results_served_once``)."""
+        return self.settings.results_served_once
 
     def _post_request(self, request: GenerationRequest, *, action: str, accept: str, **kwargs: Any) -> Any:
         """POST ``request`` as multipart form data, its input audio streamed from storage."""
@@ -122,20 +130,35 @@ class StabilityAudioHook(StableAudioBaseHook):
 
         return self._submit(attempt, action=action, timeout=timeout)
 
-    def _poll(self, generation_id: str) -> Generation:
-        # Streamed and closed unread when finished: the poll learns the result is there, its
-        # bytes are fetched by store_result.
+    def _poll(self, generation_id: str, *, store_to: OutputPath | None = None) -> Generation:
+        # Streamed, and closed unread when finished: the poll learns the result is there, its
+        # bytes are fetched by store_result. With store_to (a result served once only) the poll
+        # that finds it finished is the fetch, and streams it to storage.
+        action = f"poll generation {generation_id}"
         with self._request(
             "GET",
             RESULTS_PATH.format(id=generation_id),
-            action=f"poll generation {generation_id}",
+            action=action,
             headers=self._api_headers(self.settings, accept=ACCEPT_AUDIO),
             stream=True,
         ) as response:
             body = b"" if response.status_code == 200 else response.content
-            return result_answer(
+            generation = result_answer(
                 response.status_code, response.headers, body, generation_id, secret=self.settings.api_key
             )
+            if store_to is None or generation.state is not GenerationState.SUCCEEDED:
+                return generation
+            target = storage.prepare(store_to)
+            location = storage.describe(store_to, target)
+            received = self._stream_answer(
+                response,
+                generation,
+                target,
+                location,
+                # Served once: the result is gone with this answer; the next poll will say so (404).
+                broken=lambda what: StableAudioRetryableError(f"fetching the result of {action}: {what}"),
+            )
+        return _stored(generation, location, received)
 
     async def aget_generation(self, generation_id: str) -> Generation:
         """Read a generation's state once, without blocking the loop and without reading a clip.
@@ -191,7 +214,8 @@ class StabilityAudioHook(StableAudioBaseHook):
                 raise StableAudioResultGoneError(
                     f"Stability AI no longer serves the result of generation {generation.id} ({error}): "
                     f"results are kept about {RESULT_TTL_HOURS} hours and may not be served twice. "
-                    "The generation was paid for; a retry of this task submits a new one."
+                    "The generation was paid for, so the task fails without retries (a retry would "
+                    "pay for a new one); clear it to generate anew."
                 ) from None
             raise
 
@@ -213,8 +237,6 @@ class StabilityAudioHook(StableAudioBaseHook):
         location = storage.describe(path, target)
 
         def attempt() -> Generation:
-            import requests
-
             connect = self.settings.request_timeout
             with self._post_request(
                 request,
@@ -228,30 +250,50 @@ class StabilityAudioHook(StableAudioBaseHook):
                 generation = finished("", response.headers)
                 if generation.state is GenerationState.FAILED:
                     raise StableAudioContentRefusedError(generation.error_message or "content filtered")
-                received = 0
-                try:
-                    with storage.staged_write(target) as out:
-                        for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                            out.write(chunk)
-                            received += len(chunk)
-                        announced = generation.audio_file.file_size if generation.audio_file else None
-                        if announced is not None and announced != received:
-                            raise self._unknown(
-                                f"the answer to {action} ended after {received} of {announced} bytes"
-                            )
-                except requests.RequestException as exc:
-                    raise self._unknown(
-                        f"the answer to {action} broke off after {received} bytes: {exc}"
-                    ) from None
-                except OSError as exc:
-                    raise StableAudioDownloadError(
-                        f"writing the audio to {location} failed: {exc}; the generation was paid for"
-                    ) from exc
-            self.log.info("Stored %d bytes at %s", received, location)
-            audio = generation.audio_file
-            return replace(generation, audio_file=audio and replace(audio, file_size=received))
+                # Lost or cut short, the answer may have been paid for: never sent again.
+                received = self._stream_answer(
+                    response,
+                    generation,
+                    target,
+                    location,
+                    broken=lambda what: self._unknown(f"the answer to {action} {what}"),
+                )
+            return _stored(generation, location, received)
 
         return self._submit(attempt, action=action, timeout=timeout), location
+
+    def _stream_answer(
+        self,
+        response: Any,
+        generation: Generation,
+        target: Any,
+        location: str,
+        *,
+        broken: Callable[[str], Exception],
+    ) -> int:
+        """Stream an audio answer to ``target`` (whole, or nothing is left there); return its size.
+
+        :param broken: the error for an answer that broke off or came short, given what happened.
+        """
+        import requests
+
+        received = 0
+        try:
+            with storage.staged_write(target) as out:
+                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    received += len(chunk)
+                announced = generation.audio_file.file_size if generation.audio_file else None
+                if announced is not None and announced != received:
+                    raise broken(f"ended after {received} of {announced} bytes")
+        except requests.RequestException as exc:
+            raise broken(f"broke off after {received} bytes: {exc}") from None
+        except OSError as exc:
+            raise StableAudioDownloadError(
+                f"writing the audio to {location} failed: {exc}; the generation was paid for"
+            ) from exc
+        self.log.info("Stored %d bytes at %s", received, location)
+        return received
 
     # -- the connection's Test button ---------------------------------------------------------
 
@@ -279,3 +321,9 @@ class StabilityAudioHook(StableAudioBaseHook):
             return False, f"{self.settings.base_url} answered HTTP 200 without the API's balance"
         balance = f"; balance: {credits:g} credits" if isinstance(credits, (int, float)) else ""
         return True, f"Connected to {self.settings.base_url}: Stability AI accepted the key{balance}."
+
+
+def _stored(generation: Generation, location: str, received: int) -> Generation:
+    """``generation``, its audio stored at ``location`` (``received`` bytes)."""
+    audio = generation.audio_file
+    return replace(generation, audio_file=audio and replace(audio, file_size=received), stored_at=location)

@@ -83,7 +83,8 @@ class StableAudioHook(StableAudioBaseHook):
 
         return self._submit(attempt, action=action, timeout=timeout)
 
-    def _poll(self, generation_id: str) -> Generation:
+    def _poll(self, generation_id: str, *, store_to: OutputPath | None = None) -> Generation:
+        # The AI/ML API answers with a URL, fetched by store_result: store_to has nothing to do.
         status, content, retry_after = self._send(
             "GET",
             GENERATE_PATH,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_stableaudio.delivery import deliver_generation, prepare_output_path
-from airflow_provider_stableaudio.events import finished_ago, generation_from_event
+from airflow_provider_stableaudio.events import generation_from_event, result_gone_hint
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
@@ -237,8 +237,8 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         prepare_output_path(self.output_path)
         if not request.asynchronous and self.output_path is not None:  # (checked above: it is set)
             # The call is the wait (Stable Audio 2.x): nothing to defer, nothing to re-attach to.
-            generation, location = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
-            return self._finish(context, generation, stored_at=location)
+            generation, _ = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
+            return self._finish(context, generation)
         # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
         # [state_store] clear_on_success is set); older versions have none.
         store = context.get("task_state_store") if self.durable else None
@@ -247,7 +247,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         if not self.wait_for_completion:
             return generation.id
         if generation.state is GenerationState.PENDING:
-            if self.deferrable:
+            if self.deferrable and self._store_to is None:
                 defer_to_trigger(
                     self,
                     hook=self.hook,
@@ -255,8 +255,10 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
                 )
+            if self.deferrable:
+                self.log.info("Waiting on the worker: the connection's results are served once only")
             generation = self.hook.wait_for_generation(
-                generation.id, poll_interval=self.poll_interval, timeout=self.timeout
+                generation.id, poll_interval=self.poll_interval, timeout=self.timeout, store_to=self._store_to
             )
         return self._finish(context, generation)
 
@@ -292,7 +294,9 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             return None
         generation_id = saved["generation_id"]
         try:
-            generation = self.hook.get_generation(generation_id, timeout=self.timeout)
+            generation = self.hook.get_generation(
+                generation_id, timeout=self.timeout, store_to=self._store_to
+            )
         except StableAudioPermanentError as error:
             self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
             return None
@@ -324,9 +328,14 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         try:
             return self._finish(context, generation)
         except StableAudioResultGoneError as error:
-            raise StableAudioResultGoneError(f"{error}{finished_ago(event)}") from None
+            raise StableAudioResultGoneError(f"{error}{result_gone_hint(event)}") from None
 
-    def _finish(self, context: Context, generation: Generation, *, stored_at: str | None = None) -> str:
+    @property
+    def _store_to(self) -> OutputPath | None:
+        """Where the poll that finds the result finished stores it, when the service serves it once."""
+        return self.output_path if self.hook.stores_while_polling else None
+
+    def _finish(self, context: Context, generation: Generation) -> str:
         if generation.state is GenerationState.FAILED:
             raise generation_failure(generation)
         request = self.build_request()
@@ -344,7 +353,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                 "duration_seconds": request.duration_seconds,
             },
             model=request.model,
-            stored_at=stored_at,
+            stored_at=generation.stored_at,
         )
         return self.delivery.result
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_stableaudio.delivery import deliver_generation
-from airflow_provider_stableaudio.events import finished_ago, generation_from_event
+from airflow_provider_stableaudio.events import generation_from_event, result_gone_hint
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioResultGoneError,
@@ -89,7 +89,8 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self._check_output_path()
-        if not self.deferrable:
+        if not self.deferrable or self.hook.stores_while_polling:
+            # A result served once only is stored by the poke that finds it: it waits on the worker.
             return super().execute(context)
         # One check on the worker first: no deferral at all for a generation that already ended.
         try:
@@ -119,7 +120,8 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         try:
             # One attempt: the sensor's own schedule is the retry (a poke in reschedule mode must
             # not hold its worker slot sleeping through backoff).
-            generation = self.hook.get_generation(self.generation_id, max_retries=0)
+            store_to = self.output_path if self.hook.stores_while_polling else None
+            generation = self.hook.get_generation(self.generation_id, max_retries=0, store_to=store_to)
         except StableAudioRetryableError as error:
             self.log.warning("Could not read generation %s this time: %s", self.generation_id, error)
             return False
@@ -129,7 +131,12 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         if generation.state is GenerationState.FAILED:
             raise generation_failure(generation)
         self.delivery = deliver_generation(
-            context=context, hook=self.hook, generation=generation, output_path=self.output_path, log=self.log
+            context=context,
+            hook=self.hook,
+            generation=generation,
+            output_path=self.output_path,
+            log=self.log,
+            stored_at=generation.stored_at,
         )
         return PokeReturnValue(is_done=True, xcom_value=self.delivery.result)
 
@@ -155,7 +162,7 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         except StableAudioTimeoutError as error:
             self._fail_as_a_sensor(ran_out_of_time(self, error, self.timeout))
         except StableAudioResultGoneError as error:
-            self._fail_as_a_sensor(StableAudioResultGoneError(f"{error}{finished_ago(event)}"))
+            self._fail_as_a_sensor(StableAudioResultGoneError(f"{error}{result_gone_hint(event)}"))
         except Exception as error:
             self._fail_as_a_sensor(error)
 

@@ -174,7 +174,7 @@ def test_an_expired_result_is_gone_and_leaves_no_file(stability, tmp_path: Path)
     with pytest.raises(StableAudioResultGoneError, match="24 hours") as caught:
         hook.store_result(done, target)
     assert done.id in str(caught.value)
-    assert "a retry of this task submits a new one" in str(caught.value)
+    assert "fails without retries (a retry would pay for a new one)" in str(caught.value)
     assert API_KEY not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
     assert generations(stability)[done.id]["status"] == "expired"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import wave
 from pathlib import Path
@@ -16,7 +17,7 @@ from airflow_provider_stableaudio.emulator.audio import synthesize_wav
 from airflow_provider_stableaudio.exceptions import StableAudioContentRefusedError, StableAudioResultGoneError
 from airflow_provider_stableaudio.operators.stable_audio import STATE_KEY, StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, set_connection
 from tests.operators.test_reattach import MemoryStore, a_try
 from tests.operators.test_stable_audio_operator import context
 
@@ -154,9 +155,10 @@ def test_a_task_resuming_after_the_result_expired_says_so(stability, tmp_path: P
         task.execute(ctx)
     event = the_event(deferred.value.trigger)
     time.sleep(1)
-    with pytest.raises(StableAudioResultGoneError, match="kept about 24 hours") as caught:
+    with pytest.raises(AirflowFailException, match="kept about 24 hours") as caught:
         task.execute_complete(ctx, {**event, "finished_at": time.time() - 30 * 3600})
-    assert "finished 30.0 hours before the task resumed" in str(caught.value)
+    assert isinstance(caught.value.__cause__, StableAudioResultGoneError)
+    assert "It finished 30.0 hours before the task resumed: it expired." in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -170,3 +172,70 @@ def test_a_retry_reattaches_to_the_stable_audio_3_generation(stability, tmp_path
         operator(tmp_path).execute(second)
     assert deferred.value.trigger.generation_id == store.values[STATE_KEY]["generation_id"]
     assert stability.ledger()["stability"]["submit_count"] == 1
+
+
+def served_once(stability, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator serves each result once; the connection says so."""
+    stability.set_variants(stability_results_once=True)
+    set_connection(
+        monkeypatch,
+        "stability_default",
+        conn_type="stability",
+        host=stability.base_url,
+        password=API_KEY,
+        extra=json.dumps({"results_served_once": True}),
+    )
+
+
+def test_a_result_served_once_is_stored_by_the_poll_that_finds_it(
+    stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served_once(stability, monkeypatch)
+    ctx = context()
+    stored_at = operator(tmp_path).execute(ctx)  # deferrable by default, yet it must not defer
+
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert sha256(stored_at) == generation["sha256"]
+    assert generation["complete_serves"] == 1
+    assert stability.ledger()["stability"]["submit_count"] == 1
+    assert ctx["ti"].xcom("local_path") == stored_at
+
+
+def test_a_result_served_once_that_a_trigger_used_up_fails_for_good_and_says_what_to_set(
+    stability, tmp_path: Path
+) -> None:
+    stability.set_variants(stability_results_once=True)  # the connection does not say so
+    ctx = context()
+    task = operator(tmp_path)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(ctx)
+    event = the_event(deferred.value.trigger)
+    with pytest.raises(AirflowFailException) as caught:
+        task.execute_complete(ctx, event)
+    assert isinstance(caught.value.__cause__, StableAudioResultGoneError)
+    assert '{"results_served_once": true}' in str(caught.value)
+    assert "minutes before the task resumed" in str(caught.value)
+    assert stability.ledger()["stability"]["submit_count"] == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sensor_on_a_result_served_once_stores_it_while_poking(
+    stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
+
+    served_once(stability, monkeypatch)
+    ctx = context()
+    generation_id = operator(tmp_path, wait_for_completion=False, output_path=None).execute(ctx)
+    sensor = StableAudioGenerationSensor(
+        task_id="wait",
+        conn_id="stability_default",
+        generation_id=generation_id,
+        output_path=str(tmp_path / "sensed.wav"),
+        poke_interval=0.2,
+        timeout=30,
+    )
+    stored_at = sensor.execute(context())
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert sha256(stored_at) == generation["sha256"]
+    assert generation["complete_serves"] == 1
