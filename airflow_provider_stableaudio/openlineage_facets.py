@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from airflow.providers.openlineage.extractors import OperatorLineage
-from openlineage.client.generated.base import OutputDataset, RunFacet
+from openlineage.client.generated.base import InputDataset, OutputDataset, RunFacet
 
 from airflow_provider_stableaudio.lineage import dataset_name, facet_fields
 
@@ -42,10 +42,15 @@ class StableAudioGenerationRunFacet(RunFacet):
 
 
 def operator_lineage(delivery: Delivery, request: GenerationRequest | None) -> OperatorLineage:
-    """The clip's location as the output dataset (none without ``output_path``), and the run facet."""
+    """The clip's location as the output dataset (none without ``output_path``), the clip it was
+    made from (``init_audio``, audio-to-audio and inpaint) as the input dataset, and the run facet."""
     outputs = []
     if delivery.location is not None:
         namespace, name = dataset_name(delivery.location)
         outputs.append(OutputDataset(namespace=namespace, name=name))
+    inputs = []
+    if request is not None and request.init_audio is not None:
+        namespace, name = dataset_name(request.init_audio.location)
+        inputs.append(InputDataset(namespace=namespace, name=name))
     facet = StableAudioGenerationRunFacet(**facet_fields(delivery, request))
-    return OperatorLineage(outputs=outputs, run_facets={FACET_NAME: facet})
+    return OperatorLineage(inputs=inputs, outputs=outputs, run_facets={FACET_NAME: facet})

@@ -66,6 +66,34 @@ def test_the_operator_reports_the_clip_and_the_generation(connection, tmp_path: 
     }
 
 
+def test_a_remix_reports_the_clip_it_was_made_from_as_its_input(stability, tmp_path: Path) -> None:
+    from airflow_provider_stableaudio.emulator.audio import synthesize_wav
+    from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+
+    source = tmp_path / "last_week.wav"
+    source.write_bytes(synthesize_wav("last week", 8))
+    op = StableAudioGenerateOperator(
+        task_id="remix",
+        conn_id="stability_default",
+        model="stable-audio-2.5",
+        prompt="a variation",
+        duration=8,
+        seed=5,
+        output_format="wav",
+        init_audio=str(source),
+        strength=0.5,
+        output_path=str(tmp_path / "remix.wav"),
+    )
+    op.execute({"ti": RecordingTI()})
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", str(source))]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", str(tmp_path / "remix.wav"))]
+    facet = lineage.run_facets[FACET]
+    assert (facet.generation_id, facet.model) == (None, "stable-audio-2.5")
+    assert facet.parameters["strength"] == 0.5
+    assert (facet.audio_file["seed"], facet.audio_file["finish_reason"]) == (5, "SUCCESS")
+
+
 def test_without_output_path_there_is_no_output_dataset_but_the_facet(connection) -> None:
     connection.set_generation_seconds(0)
     op = operator(deferrable=False)
