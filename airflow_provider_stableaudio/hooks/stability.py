@@ -22,7 +22,7 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation_result import Generation, GenerationState
 from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
-from airflow_provider_stableaudio.services import STABILITY
+from airflow_provider_stableaudio.services import SERVICES, STABILITY
 from airflow_provider_stableaudio.stability_result import (
     ACCEPT_AUDIO,
     API,
@@ -63,12 +63,9 @@ class StabilityAudioHook(StableAudioBaseHook):
     """
 
     service_name = STABILITY
-    default_conn_name = "stability_default"
-    conn_type = "stability"
+    default_conn_name = SERVICES[STABILITY].default_conn_id
+    conn_type = SERVICES[STABILITY].conn_type
     hook_name = "Stability AI (Stable Audio)"
-
-    def __init__(self, conn_id: str = default_conn_name, *, max_retries: int = 5, **kwargs: Any) -> None:
-        super().__init__(conn_id, max_retries=max_retries, **kwargs)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

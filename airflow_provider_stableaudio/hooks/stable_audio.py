@@ -15,7 +15,7 @@ from airflow_provider_stableaudio.generation_result import (
     read_generation,
 )
 from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
-from airflow_provider_stableaudio.services import AIMLAPI
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES
 
 if TYPE_CHECKING:
     from airflow_provider_stableaudio.generation_request import GenerationRequest
@@ -40,8 +40,8 @@ class StableAudioHook(StableAudioBaseHook):
     """
 
     service_name = AIMLAPI
-    default_conn_name = "stableaudio_default"
-    conn_type = "stableaudio"
+    default_conn_name = SERVICES[AIMLAPI].default_conn_id
+    conn_type = SERVICES[AIMLAPI].conn_type
     hook_name = "Stable Audio"
 
     def __init__(self, conn_id: str = default_conn_name, *, max_retries: int = 5, **kwargs: Any) -> None:
