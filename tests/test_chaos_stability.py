@@ -39,6 +39,7 @@ RESULT_FAULTS = {
 }
 TEXT_CLIPS = 24
 REMIX_CLIPS = 6  # audio-to-audio, from a real WAV
+DAG_CLIPS = 6  # tests/dags/chaos_stability.py's mapped clips
 
 
 def sha256(path: Path) -> str:
@@ -155,12 +156,12 @@ def test_stability_chaos_through_dag_test(emulator, monkeypatch, tmp_path: Path,
     stability = emulator.ledger()["stability"]
     served = {g["prompt"]: g for g in stability["generations"]}  # the last creation for each clip
     if DURABLE_TASK_STATE:  # a retry re-attaches to its generation: one submit per clip
-        assert stability["submits"] == {"stable-audio-3": {"text-to-audio": 10}}
-    assert len(served) == 10
-    for n in range(10):
+        assert stability["submits"] == {"stable-audio-3": {"text-to-audio": DAG_CLIPS}}
+    assert len(served) == DAG_CLIPS
+    for n in range(DAG_CLIPS):
         assert sha256(tmp_path / f"clip_{n}.wav") == served[f"stability chaos clip {n}"]["sha256"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"clip_{n}.wav" for n in range(10))
-    report(emulator, "10 Stability clips via dag.test", 10, 10, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"clip_{n}.wav" for n in range(DAG_CLIPS))
+    report(emulator, f"{DAG_CLIPS} Stability clips via dag.test", DAG_CLIPS, DAG_CLIPS, capsys)
 
 
 def test_stability_chaos_synchronous(emulator, monkeypatch, tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Ten Stable Audio 3 clips on Stability AI through dynamic task mapping, with retries: chaos's DAG half."""
+"""Six Stable Audio 3 clips on Stability AI through dynamic task mapping, with retries: chaos's DAG half."""
 
 from __future__ import annotations
 
@@ -26,4 +26,4 @@ with DAG(
         retries=8,
         retry_delay=timedelta(0),
         output_path="{{ params.output_dir }}/clip_{{ ti.map_index }}.wav",
-    ).expand(prompt=[f"stability chaos clip {n}" for n in range(10)])
+    ).expand(prompt=[f"stability chaos clip {n}" for n in range(6)])
