@@ -97,7 +97,10 @@ def settings_from_connection(
             f"connection {conn_id!r} has an invalid 'timeout' extra {extra.get('timeout')!r}: "
             "expected a number of seconds greater than 0"
         )
-    served_once = extra.get("results_served_once", False)
+    served_once = extra.get("results_served_once")
+    # The UI's form stores an unticked box as null.
+    if served_once is None:
+        served_once = False
     if isinstance(served_once, str) and served_once.strip().lower() in ("true", "false", ""):
         served_once = served_once.strip().lower() == "true"
     if not isinstance(served_once, bool):

@@ -58,6 +58,7 @@ class ConnectionType:
     option: str  # the Connection Type as listed in the form
     placeholder: str  # of the Base URL field
     success: str  # a regular expression for the successful Test's message; ``{url}`` is the emulator's
+    extra_labels: tuple[str, ...] = ("Request timeout (seconds)",)  # its typed extra fields
 
     @property
     def conn_id(self) -> str:
@@ -83,6 +84,7 @@ CONNECTION_TYPES = (
         option="Stability AI (Stable Audio)",
         placeholder="https://api.stability.ai",
         success=r"Connected to {url}: Stability AI accepted the key; balance: \d+(\.\d+)? credits\.",
+        extra_labels=("Request timeout (seconds)", "Results are served once only"),
     ),
 )
 
@@ -223,8 +225,12 @@ def add_connection(
         "the Request timeout extra field",
     )
     timeout_input.send_keys(TIMEOUT)
+    for label in kind.extra_labels:
+        browser.element(
+            f"//*[@role='dialog']//label[normalize-space()='{label}']", f"the {label!r} extra field"
+        )
     if first:
-        log(f"{kind.conn_type} form: the extra field 'Request timeout (seconds)' is there")
+        log(f"{kind.conn_type} form: the extra fields {list(kind.extra_labels)} are there")
         browser.screenshot(f"{kind.conn_type}-03-form-extra-fields")
     browser.click("//*[@role='dialog']//button[normalize-space()='Save']", "the Save button")
     browser.wait(lambda d: not d.find_elements("xpath", "//*[@role='dialog']"), "the dialog to close")

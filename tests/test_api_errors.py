@@ -115,7 +115,8 @@ def test_missing_key_and_bad_timeout() -> None:
     assert "sk-distinct" not in repr(settings)
 
 
-@pytest.mark.parametrize(("extra", "expected"), [({}, False), ({"results_served_once": True}, True),
+@pytest.mark.parametrize(("extra", "expected"), [({}, False), ({"results_served_once": None}, False),
+                                                 ({"results_served_once": True}, True),
                                                  ({"results_served_once": "true"}, True),
                                                  ({"results_served_once": "False"}, False)])  # fmt: skip
 def test_results_served_once_is_a_boolean_extra(extra: dict, expected: bool) -> None:
