@@ -24,9 +24,10 @@ def stack() -> Iterator[Stack]:
             "the real-stack tier needs a PostgreSQL server: install it with `sudo apt-get install postgresql` "
             "(or run as root, and the tier installs it)"
         )
+    # Not build/stack: that is `make up`'s, and a person's running stack must survive `make test`.
+    root = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack-test")).resolve()
     deployment = Stack(
-        # Not build/stack: that is `make up`'s, and a person's running stack must survive `make test`.
-        root=Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack-test")).resolve(),
+        root=root,
         dag_folders=(ROOT / "example_dags", ROOT / "tests" / "system" / "dags"),
         config={
             # Below the 40-clip fan-out: one triggerer alone cannot take all of it, so both carry it.
@@ -39,11 +40,13 @@ def stack() -> Iterator[Stack]:
             # every 0.1 s on an idle triggerer).
             "AIRFLOW__TRIGGERER__BLOCKED_MAIN_THREAD_WARNING_THRESHOLD": "0.15",
         },
-        # asyncio's debug mode names the task of any callback that holds the loop over 50 ms
-        # (triggerer_site/sitecustomize.py): the watchdog cannot say which trigger it was.
+        # asyncio's debug mode names the task of any callback that holds the loop over 50 ms, and
+        # triggerer_site/sitecustomize.py samples the loop's stack meanwhile and writes what it held
+        # to logs/loop-stalls/: the watchdog cannot say which trigger it was, nor which code.
         triggerer_env={
             "PYTHONASYNCIODEBUG": "1",
             "PYTHONPATH": str(Path(__file__).parent / "triggerer_site"),
+            "STACK_LOOP_STALL_DIR": str(root / "logs" / "loop-stalls"),
         },
     )
     started = time.monotonic()

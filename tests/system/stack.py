@@ -9,7 +9,8 @@ What it starts, each as a process of its own, with every file under ``build/stac
 * ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and two ``triggerer``,
 
 from a virtualenv of its own (``build/stack/venv``) holding Airflow and the provider's wheel from
-``dist/`` (what ``make dist`` builds): installed the way users install it. The connection is stored in
+``dist/`` (what ``make dist`` builds; ``STACK_DIST_DIR`` names another folder): installed the way users
+install it. The connection is stored in
 the metadata database with ``airflow connections add``, never in an environment variable. Runs are
 driven through the REST API with a JWT from the simple auth manager.
 
@@ -155,9 +156,10 @@ class Stack:
 
     def install(self) -> None:
         """Airflow and the provider's wheel (from ``dist/``) into a virtualenv of their own."""
-        wheels = sorted((ROOT / "dist").glob("airflow_provider_stableaudio-*.whl"))
+        dist = Path(os.environ.get("STACK_DIST_DIR") or ROOT / "dist")
+        wheels = sorted(dist.glob("airflow_provider_stableaudio-*.whl"))
         if not wheels:
-            raise StackError("no wheel in dist/: run `make dist` first")
+            raise StackError(f"no wheel in {dist}: run `make dist` first")
         stamp = self.venv / ".stack-installed"
         pip = [self.bin("python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # The wheel's dependencies and Airflow's Postgres drivers (sync and async), Airflow pinned.
