@@ -17,6 +17,7 @@ from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
 from airflow_provider_stableaudio.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     import requests
@@ -57,7 +58,8 @@ def download_file(
     temporary file is removed and nothing is left at ``path``. The file is never held whole in
     memory.
 
-    :param session: the session to fetch with (it must carry no API key: the URL is a CDN's).
+    :param session: the session to fetch with (it carries no API key: a CDN's URL gets none; a
+        result fetched from the API itself gets it in ``headers``).
     :param url: the audio URL.
     :param path: a local path (its folder is created), a URI or an ``ObjectStoragePath``.
     :param timeout: seconds allowed to connect and between two chunks.
@@ -110,13 +112,9 @@ def _fetch(
     """One attempt; returns the bytes written, or raises :class:`_TransientFailure` or the final error."""
     import requests
 
-    received = 0
     try:
-        with (
-            storage.staged_write(target) as out,
-            # identity: the byte counts below are of the file itself, never of a compressed body.
-            session.get(url, stream=True, timeout=timeout, headers=headers) as response,
-        ):
+        # identity (in headers): the byte counts are of the file itself, never of a compressed body.
+        with session.get(url, stream=True, timeout=timeout, headers=headers) as response:
             status = response.status_code
             if status != 200:
                 message = f"downloading {url} failed with HTTP {status}"
@@ -126,18 +124,48 @@ def _fetch(
                 expired = status in EXPIRED_STATUSES
                 hint = " (the URL may have expired)" if expired else ""
                 raise StableAudioDownloadError(message + hint, url_expired=expired)
+            return write_body(
+                response,
+                target,
+                location,
+                sizes={"Content-Length": response.headers.get("Content-Length"), "file_size": expected_size},
+                # A reset, a timeout or a body cut short: the next attempt may get it whole.
+                broken=lambda what: _TransientFailure(f"downloading {url} {what}"),
+                unwritable=StableAudioDownloadError,
+            )
+    except requests.RequestException as exc:  # no answer at all
+        raise _TransientFailure(f"downloading {url} failed: {exc}") from None
+
+
+def write_body(
+    response: requests.Response,
+    target: Path | tuple[Any, str],
+    location: str,
+    *,
+    sizes: dict[str, Any],
+    broken: Callable[[str], Exception],
+    unwritable: Callable[[str], Exception],
+) -> int:
+    """Stream ``response``'s body to ``target`` in chunks, whole or not at all; return its size.
+
+    :param sizes: what each source (``Content-Length``, the API's ``file_size``) says the size is;
+        a body of another size is ``broken``.
+    :param broken: the error for a body that broke off or came short, given what happened.
+    :param unwritable: the error for storage that refused the write, given what happened.
+    """
+    import requests
+
+    received = 0
+    try:
+        with storage.staged_write(target) as out:
             for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
                 out.write(chunk)
                 received += len(chunk)
-            announced = response.headers.get("Content-Length")
-            for what, size in (("Content-Length", announced), ("file_size", expected_size)):
+            for what, size in sizes.items():
                 if size is not None and str(size) != str(received):
-                    raise _TransientFailure(
-                        f"downloading {url} got {received} bytes but {what} says {size}: incomplete file"
-                    )
+                    raise broken(f"got {received} bytes but {what} says {size}: incomplete file")
     except requests.RequestException as exc:
-        # A reset, a timeout or a body cut short: the next attempt may get it whole.
-        raise _TransientFailure(f"downloading {url} failed after {received} bytes: {exc}") from None
+        raise broken(f"failed after {received} bytes: {exc}") from None
     except OSError as exc:
-        raise StableAudioDownloadError(f"writing the audio to {location} failed: {exc}") from exc
+        raise unwritable(f"writing the audio to {location} failed: {exc}") from exc
     return received

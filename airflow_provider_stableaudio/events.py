@@ -16,10 +16,12 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioKeyRefusedError,
     StableAudioPermanentError,
     StableAudioResponseError,
+    StableAudioResultGoneError,
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
 from airflow_provider_stableaudio.services import AIMLAPI
+from airflow_provider_stableaudio.stability_result import RESULT_TTL_HOURS
 
 
 def success_event(generation: Generation, *, service: str = AIMLAPI) -> dict[str, Any]:
@@ -48,6 +50,7 @@ KEY_REFUSED = "key_refused"
 POLL_REFUSED = "poll_refused"
 CONNECTION_UNUSABLE = "connection_unusable"
 CONTENT_REFUSED = "content_refused"
+RESULT_GONE = "result_gone"
 # Event messages are stored in the metadata database and logged: kept to a sane length.
 EVENT_MESSAGE_LIMIT = 1000
 
@@ -63,11 +66,14 @@ def error_event(generation_id: str, message: str, *, reason: str = GENERATION_FA
 
 
 def refusal_event(
-    generation_id: str, error: StableAudioPermanentError | StableAudioConfigError
+    generation_id: str,
+    error: StableAudioPermanentError | StableAudioConfigError | StableAudioResultGoneError,
 ) -> dict[str, Any]:
-    """The payload for a poll the API refused for good, or a connection that cannot be used."""
+    """The payload for a poll the API refused for good, a result gone, or a connection that cannot be used."""
     if isinstance(error, StableAudioConfigError):
         reason = CONNECTION_UNUSABLE
+    elif isinstance(error, StableAudioResultGoneError):
+        reason = RESULT_GONE
     else:
         reason = KEY_REFUSED if isinstance(error, StableAudioKeyRefusedError) else POLL_REFUSED
     return error_event(generation_id, str(error), reason=reason)
@@ -109,6 +115,8 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
             raise StableAudioConfigError(str(message))
         if reason == CONTENT_REFUSED:
             raise StableAudioContentRefusedError(str(message))
+        if reason == RESULT_GONE:
+            raise StableAudioResultGoneError(str(message))
         raise StableAudioGenerationFailed.for_generation(gen_id, message)
     if status == "timeout":
         raise StableAudioTimeoutError(f"Stable Audio generation {gen_id} timed out: {event.get('message')}")
@@ -133,8 +141,8 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
     )
 
 
-# Results are kept about 24 hours: one gone sooner was not kept, it was served once only.
-_KEPT_HOURS = 23.0
+# Results are kept about RESULT_TTL_HOURS: one gone an hour sooner was not kept, it was served once.
+_KEPT_HOURS = RESULT_TTL_HOURS - 1
 
 
 def result_gone_hint(event: Any) -> str:

@@ -70,7 +70,13 @@ class GenerationRequest:
 
     @classmethod
     def build(
-        cls, model: str = DEFAULT_MODEL, *, mode: str | None = None, init_audio: Any = None, **params: Any
+        cls,
+        model: str = DEFAULT_MODEL,
+        *,
+        mode: str | None = None,
+        init_audio: Any = None,
+        check_audio: bool = True,
+        **params: Any,
     ) -> GenerationRequest:
         """Validate ``params`` for ``model`` in ``mode``; ``None`` values count as not given.
 
@@ -80,6 +86,7 @@ class GenerationRequest:
             ``text-to-audio``.
         :param init_audio: the input clip: a local path, a URI, an ``ObjectStoragePath`` or an
             :class:`~airflow_provider_stableaudio.input_audio.InputAudio`; opened and checked last.
+        :param check_audio: ``False`` only describes ``init_audio`` (for a request already sent).
         :raises StableAudioValidationError: naming the field, the value and the allowed range.
         """
         spec = spec_of(model)
@@ -112,7 +119,8 @@ class GenerationRequest:
                     field=lower,
                 )
         # Last: the only check that reads storage.
-        audio = InputAudio.open(init_audio) if init_audio is not None else None
+        opener = InputAudio.open if check_audio else InputAudio.described
+        audio = opener(init_audio) if init_audio is not None else None
         return cls(model=model, params=body, mode=mode, init_audio=audio)
 
     @property

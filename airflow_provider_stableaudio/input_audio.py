@@ -120,6 +120,19 @@ class InputAudio:
         file_name = posixpath.basename(str(path).rstrip("/")) or "audio"
         return cls(location, size, file_name, content_type, fs, path)
 
+    @classmethod
+    def described(cls, value: Any) -> InputAudio:
+        """The clip at ``value`` as the request named it, neither opened nor checked (``size`` -1).
+
+        For describing a request whose clip was already sent (lineage, the asset event): the worker
+        that resumes a task may not reach the file the submitting one read.
+        """
+        if isinstance(value, InputAudio):
+            return value
+        fs, path, location = _filesystem(value)
+        file_name = posixpath.basename(str(path).rstrip("/")) or "audio"
+        return cls(location, -1, file_name, "", fs, path)
+
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The clip's bytes, ``chunk_size`` at a time, from a new read of the file on each call.
 

@@ -1,7 +1,7 @@
 """The two places Stable Audio is served, and which Airflow connection type reaches each. No Airflow imports.
 
-The connection's type decides the service; the model registry (:mod:`.generation_request`) says which
-service serves each model.
+The connection's type decides the service; the model registry (:mod:`.models`) says which service
+serves each model.
 """
 
 from __future__ import annotations

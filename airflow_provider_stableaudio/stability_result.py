@@ -15,8 +15,8 @@ from airflow_provider_stableaudio.api_errors import error_detail, error_from_res
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioKeyRefusedError,
-    StableAudioPermanentError,
     StableAudioResponseError,
+    StableAudioResultGoneError,
 )
 from airflow_provider_stableaudio.generation_result import (
     CONTENT_FILTERED,
@@ -24,11 +24,12 @@ from airflow_provider_stableaudio.generation_result import (
     Generation,
     GenerationState,
 )
+from airflow_provider_stableaudio.services import SERVICES, STABILITY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-API = "Stability AI API"
+API = SERVICES[STABILITY].title
 RESULTS_PATH = "/v2beta/audio/results/{id}"
 BALANCE_PATH = "/v1/user/balance"
 # Ask for the bytes (streamed to storage), not base64 in JSON (the clip three times in memory).
@@ -72,9 +73,10 @@ def finished(generation_id: str, headers: Mapping[str, str]) -> Generation:
 
 
 def content_filtered_message(generation_id: str | None) -> str:
+    which = f"the result of generation {generation_id}" if generation_id else "the result"
     return (
-        f"Stability AI filtered the result of generation {generation_id} (finish_reason "
-        f"{CONTENT_FILTERED}): the content was refused by its moderation"
+        f"Stability AI filtered {which} (finish_reason {CONTENT_FILTERED}): the content was refused "
+        "by its moderation"
     )
 
 
@@ -128,12 +130,18 @@ def result_answer(
     :param body: the body of anything but a 200 (a 200's body is the clip: pass ``b""``).
     :raises StableAudioRetryableError: a transient failure (429, 5xx).
     :raises StableAudioKeyRefusedError: 401, 403: the key was refused.
-    :raises StableAudioPermanentError: 404 (unknown, or expired) and other 4xx.
+    :raises StableAudioResultGoneError: 404: unknown, or its result expired or was served.
+    :raises StableAudioPermanentError: other 4xx.
     """
     action = f"poll generation {generation_id}"
     if status == 202:
         return Generation(id=generation_id, status="in-progress", state=GenerationState.PENDING)
     if status == 200:
+        content_type = headers.get("Content-Type") or ""
+        if not content_type.startswith("audio/"):  # asked for audio/*: not Stability's answer
+            raise StableAudioResponseError(
+                f"the {API} answered HTTP 200 with {content_type!r}, not audio, to {action}"
+            )
         return finished(generation_id, headers)
     if status in (401, 403):
         detail, request_id = error_detail(body, secret=secret)
@@ -153,10 +161,9 @@ def result_answer(
         status, body, action=action, retry_after=headers.get("Retry-After"), secret=secret, api=API
     )
     if status == 404:
-        raise StableAudioPermanentError(
-            f"{error}. Generation {generation_id} is unknown to Stability AI: a wrong id, another "
-            f"account, or a result past its {RESULT_TTL_HOURS} hours.",
-            status_code=404,
-            request_id=error.request_id,
+        # For a generation this provider submitted, the result is gone: retrying cannot bring it back.
+        raise StableAudioResultGoneError(
+            f"{error}. Generation {generation_id} is unknown to Stability AI: a result past its "
+            f"{RESULT_TTL_HOURS} hours (or served once only), a wrong id, or another account."
         )
     raise error

@@ -217,9 +217,7 @@ class StableAudioBaseHook(BaseHook):
         """Create a generation to wait for; retried only while the service provably created nothing."""
         raise NotImplementedError
 
-    def generate_to(
-        self, request: GenerationRequest, path: OutputPath, *, timeout: float
-    ) -> tuple[Generation, str]:
+    def generate_to(self, request: GenerationRequest, path: OutputPath, *, timeout: float) -> Generation:
         """Generate synchronously, the answer streamed to ``path`` (models whose answer is the audio)."""
         raise NotImplementedError(f"{self.service.title} has no synchronous model")
 
@@ -261,6 +259,39 @@ class StableAudioBaseHook(BaseHook):
     async def aget_generation(self, generation_id: str) -> Generation:
         """One reading of the generation's state without blocking the loop; the trigger owns retries."""
         raise NotImplementedError
+
+    async def _aget(
+        self, url: Any, *, headers: dict[str, str], timeout: Any, action: str, unread: int | None = None
+    ) -> tuple[int, Any, bytes]:
+        """One GET on the event loop's shared ``aiohttp`` session: ``(status, headers, body)``.
+
+        :param timeout: an ``aiohttp.ClientTimeout`` (the caller imported aiohttp off the loop
+            with :func:`~.async_session.import_aiohttp`).
+        :param unread: a status whose body is left unread, its connection closed (a finished
+            Stability result: the clip stays on the server).
+        :raises StableAudioConnectionError: no answer (it may have reached the server).
+        """
+        import aiohttp
+
+        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+
+        try:
+            async with (
+                shared_client_session() as session,
+                session.get(url, headers=headers, timeout=timeout) as response,
+            ):
+                if response.status == unread:
+                    response.close()
+                    body = b""
+                else:
+                    body = await response.read()
+                # A copy keeps case-insensitive lookup: aiohttp keeps "Finish-Reason" as sent.
+                return response.status, response.headers.copy(), body
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            secret = self._async_settings.api_key if self._async_settings else None
+            raise StableAudioConnectionError(
+                redact(f"could not {action}: {type(exc).__name__}: {exc}", secret), request_sent=True
+            ) from None
 
     def wait_for_generation(
         self,

@@ -11,14 +11,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio import __version__, storage
-from airflow_provider_stableaudio.api_errors import error_from_response, redact
-from airflow_provider_stableaudio.download import DOWNLOAD_CHUNK_BYTES
+from airflow_provider_stableaudio.api_errors import error_from_response
+from airflow_provider_stableaudio.download import write_body
 from airflow_provider_stableaudio.exceptions import (
-    StableAudioConnectionError,
     StableAudioContentRefusedError,
     StableAudioDownloadError,
     StableAudioResultGoneError,
-    StableAudioRetryableError,
 )
 from airflow_provider_stableaudio.generation_result import Generation, GenerationState
 from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
@@ -37,12 +35,12 @@ from airflow_provider_stableaudio.stability_result import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.settings import ApiSettings
     from airflow_provider_stableaudio.storage import OutputPath
 
+# Why a lost answer fails for good (tasks fail without retries on StableAudioResultGoneError).
+PAID = "The generation was paid for; a retry would pay for a new one, so the task is not retried"
 # Names the calling application to Stability (optional headers of its API, at most 256 characters).
 CLIENT_HEADERS = {
     "stability-client-id": "airflow-provider-stableaudio",
@@ -147,13 +145,15 @@ class StabilityAudioHook(StableAudioBaseHook):
                 return generation
             target = storage.prepare(store_to)
             location = storage.describe(store_to, target)
-            received = self._stream_answer(
+            # Served once: a result this answer did not deliver whole is gone for good.
+            gone = f"the result of generation {generation_id}, served once only, is lost"
+            received = write_body(
                 response,
-                generation,
                 target,
                 location,
-                # Served once: the result is gone with this answer; the next poll will say so (404).
-                broken=lambda what: StableAudioRetryableError(f"fetching the result of {action}: {what}"),
+                sizes={"Content-Length": response.headers.get("Content-Length")},
+                broken=lambda what: StableAudioResultGoneError(f"{gone}: its answer {what}. {PAID}"),
+                unwritable=lambda what: StableAudioResultGoneError(f"{gone}: {what}. {PAID}"),
             )
         return _stored(generation, location, received)
 
@@ -163,35 +163,19 @@ class StabilityAudioHook(StableAudioBaseHook):
         A finished result's body is left unread (its connection closed): the triggerer never holds
         a clip. Uses the event loop's shared ``aiohttp`` session.
         """
-        from airflow_provider_stableaudio.hooks.async_session import import_aiohttp, shared_client_session
+        from airflow_provider_stableaudio.hooks.async_session import import_aiohttp
 
         await import_aiohttp()
         import aiohttp
 
         settings = await self.aget_settings()
-        url = settings.base_url + RESULTS_PATH.format(id=generation_id)
-        headers = self._api_headers(settings, accept=ACCEPT_AUDIO)
-        try:
-            async with (
-                shared_client_session() as session,
-                session.get(
-                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=settings.request_timeout)
-                ) as response,
-            ):
-                status, answer_headers = response.status, dict(response.headers)
-                if status == 200:
-                    body = b""
-                    response.close()  # the clip stays on the server for the worker to fetch
-                else:
-                    body = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise StableAudioConnectionError(
-                redact(
-                    f"could not poll generation {generation_id}: {type(exc).__name__}: {exc}",
-                    settings.api_key,
-                ),
-                request_sent=True,
-            ) from None
+        status, answer_headers, body = await self._aget(
+            settings.base_url + RESULTS_PATH.format(id=generation_id),
+            headers=self._api_headers(settings, accept=ACCEPT_AUDIO),
+            timeout=aiohttp.ClientTimeout(total=settings.request_timeout),
+            action=f"poll generation {generation_id}",
+            unread=200,  # the clip stays on the server for the worker to fetch
+        )
         return result_answer(status, answer_headers, body, generation_id, secret=settings.api_key)
 
     def store_result(self, generation: Generation, path: OutputPath) -> str:
@@ -218,16 +202,16 @@ class StabilityAudioHook(StableAudioBaseHook):
 
     # -- Stable Audio 2 / 2.5: the answer is the clip -----------------------------------------
 
-    def generate_to(
-        self, request: GenerationRequest, path: OutputPath, *, timeout: float
-    ) -> tuple[Generation, str]:
-        """Generate synchronously and stream the answer to ``path``; return the generation and where.
+    def generate_to(self, request: GenerationRequest, path: OutputPath, *, timeout: float) -> Generation:
+        """Generate synchronously and stream the answer to ``path``; return the generation
+        (``stored_at`` says where).
 
         The call itself is the wait: its answer may take ``timeout`` seconds to begin. Retried only
         while Stability provably created nothing; an answer lost or cut short is never sent again.
 
         :raises StableAudioSubmissionUnknownError: the answer was lost after the request was sent.
         :raises StableAudioContentRefusedError: moderation refused the content, or filtered the result.
+        :raises StableAudioResultGoneError: the answer could not be stored (it cannot be asked again).
         """
         action = f"generate with {request.model} ({request.mode})"
         target = storage.prepare(path)
@@ -247,50 +231,23 @@ class StabilityAudioHook(StableAudioBaseHook):
                 generation = finished("", response.headers)
                 if generation.state is GenerationState.FAILED:
                     raise StableAudioContentRefusedError(generation.error_message or "content filtered")
-                # Lost or cut short, the answer may have been paid for: never sent again.
-                received = self._stream_answer(
+                content_type = generation.audio_file.content_type if generation.audio_file else None
+                if not (content_type or "").startswith("audio/"):
+                    raise self._unknown(
+                        f"the answer to {action} is HTTP 200 with {content_type!r}, not audio"
+                    )
+                # Lost, cut short or not storable, the answer was paid for: never sent again.
+                received = write_body(
                     response,
-                    generation,
                     target,
                     location,
+                    sizes={"Content-Length": response.headers.get("Content-Length")},
                     broken=lambda what: self._unknown(f"the answer to {action} {what}"),
+                    unwritable=lambda what: StableAudioResultGoneError(f"{what}. {PAID}"),
                 )
             return _stored(generation, location, received)
 
-        return self._submit(attempt, action=action, timeout=timeout), location
-
-    def _stream_answer(
-        self,
-        response: Any,
-        generation: Generation,
-        target: Any,
-        location: str,
-        *,
-        broken: Callable[[str], Exception],
-    ) -> int:
-        """Stream an audio answer to ``target`` (whole, or nothing is left there); return its size.
-
-        :param broken: the error for an answer that broke off or came short, given what happened.
-        """
-        import requests
-
-        received = 0
-        try:
-            with storage.staged_write(target) as out:
-                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                    out.write(chunk)
-                    received += len(chunk)
-                announced = generation.audio_file.file_size if generation.audio_file else None
-                if announced is not None and announced != received:
-                    raise broken(f"ended after {received} of {announced} bytes")
-        except requests.RequestException as exc:
-            raise broken(f"broke off after {received} bytes: {exc}") from None
-        except OSError as exc:
-            raise StableAudioDownloadError(
-                f"writing the audio to {location} failed: {exc}; the generation was paid for"
-            ) from exc
-        self.log.info("Stored %d bytes at %s", received, location)
-        return received
+        return self._submit(attempt, action=action, timeout=timeout)
 
     # -- the connection's Test button ---------------------------------------------------------
 

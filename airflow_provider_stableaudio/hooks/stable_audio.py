@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stableaudio.api_errors import error_from_response, redact
-from airflow_provider_stableaudio.exceptions import StableAudioConnectionError, StableAudioResponseError
+from airflow_provider_stableaudio.api_errors import error_from_response
+from airflow_provider_stableaudio.exceptions import StableAudioResponseError
 from airflow_provider_stableaudio.generation_result import (
     Generation,
     GenerationState,
@@ -155,13 +155,12 @@ class StableAudioHook(StableAudioBaseHook):
         :raises StableAudioRetryableError: a transient failure (429, 5xx, network, malformed body).
         :raises StableAudioPermanentError: 401, 403, 404 and other 4xx.
         """
-        from airflow_provider_stableaudio.hooks.async_session import import_aiohttp, shared_client_session
+        from airflow_provider_stableaudio.hooks.async_session import import_aiohttp
 
         await import_aiohttp()
         import aiohttp
 
         settings = await self.aget_settings()
-        action = f"poll generation {generation_id}"
         poll = self._poll_requests.get(generation_id)
         if poll is None:
             # Built once per generation, not per poll: a trigger polls the same URL many times.
@@ -173,16 +172,8 @@ class StableAudioHook(StableAudioBaseHook):
                 aiohttp.ClientTimeout(total=settings.request_timeout),
             )
         url, headers, timeout = poll
-        try:
-            async with (
-                shared_client_session() as session,
-                session.get(url, headers=headers, timeout=timeout) as response,
-            ):
-                content = await response.read()
-                status, retry_after = response.status, response.headers.get("Retry-After")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise StableAudioConnectionError(
-                redact(f"could not {action}: {type(exc).__name__}: {exc}", settings.api_key),
-                request_sent=True,
-            ) from None
+        status, answer_headers, content = await self._aget(
+            url, headers=headers, timeout=timeout, action=f"poll generation {generation_id}"
+        )
+        retry_after = answer_headers.get("Retry-After")
         return poll_answer(status, content, retry_after, generation_id, secret=settings.api_key)

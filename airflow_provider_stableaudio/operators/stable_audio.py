@@ -81,7 +81,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
     :param seconds_total: AI/ML API: clip length, 1..47 s (default 30; templated).
     :param seconds_start: AI/ML API: where the clip starts, 0..47 s, not after ``seconds_total``.
     :param steps: diffusion steps: 1..1000 on the AI/ML API (default 100), 4..8 on Stable Audio
-        3 and 2.5 (templated).
+        3 and 2.5, 30..100 on Stable Audio 2 (templated).
     :param duration: Stability AI: clip length in seconds (1..380 on Stable Audio 3, 1..190 on
         2.x; templated).
     :param seed: Stability AI: 0..4294967294, 0 for a random one (templated).
@@ -200,8 +200,12 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
     def hook(self) -> StableAudioBaseHook:
         return hook_class(self.service.name)(conn_id=self.conn_id)
 
-    def build_request(self) -> GenerationRequest:
-        """The validated request from the rendered fields; raises before any HTTP call."""
+    def build_request(self, *, check_audio: bool = True) -> GenerationRequest:
+        """The validated request from the rendered fields; raises before any HTTP call.
+
+        :param check_audio: ``False`` names ``init_audio`` without opening it: for describing a
+            request already sent (the clip is paid for; this worker may not reach the input file).
+        """
         model = self.model if self.model is not None else default_model(self.service.name)
         serving = service_of(model) if isinstance(model, str) else None
         if serving is not None and serving != self.service.name:
@@ -213,7 +217,9 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                 field="model",
             )
         fields = {name: getattr(self, name) for name in REQUEST_FIELDS}
-        return GenerationRequest.build(model, mode=self.mode, init_audio=self.init_audio, **fields)
+        return GenerationRequest.build(
+            model, mode=self.mode, init_audio=self.init_audio, check_audio=check_audio, **fields
+        )
 
     def _check_result_target(self, request: GenerationRequest) -> None:
         """What the service's answer needs of the task, checked before anything is paid for."""
@@ -237,7 +243,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         prepare_output_path(self.output_path)
         if not request.asynchronous and self.output_path is not None:  # (checked above: it is set)
             # The call is the wait (Stable Audio 2.x): nothing to defer, nothing to re-attach to.
-            generation, _ = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
+            generation = self.hook.generate_to(request, self.output_path, timeout=self.timeout)
             return self._finish(context, generation)
         # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
         # [state_store] clear_on_success is set); older versions have none.
@@ -297,7 +303,8 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             generation = self.hook.get_generation(
                 generation_id, timeout=self.timeout, store_to=self._store_to
             )
-        except StableAudioPermanentError as error:
+        except (StableAudioPermanentError, StableAudioResultGoneError) as error:
+            # A try that met this failed for good: this is a Clear, asking for a clip anew.
             self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
             return None
         if generation.state is GenerationState.FAILED:
@@ -338,7 +345,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
     def _finish(self, context: Context, generation: Generation) -> str:
         if generation.state is GenerationState.FAILED:
             raise generation_failure(generation)
-        request = self.build_request()
+        request = self.build_request(check_audio=False)
         # A failed download keeps the stored generation: the next try downloads again, and never
         # pays for a new clip because a CDN answered 404 once.
         self.delivery = deliver_generation(
@@ -358,4 +365,4 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         return self.delivery.result
 
     def lineage_request(self) -> GenerationRequest:
-        return self.build_request()
+        return self.build_request(check_audio=False)

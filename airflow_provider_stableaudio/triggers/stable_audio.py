@@ -20,6 +20,7 @@ from airflow_provider_stableaudio.events import (
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
+    StableAudioResultGoneError,
     StableAudioRetryableError,
 )
 from airflow_provider_stableaudio.generation_result import CONTENT_FILTERED, GenerationState
@@ -98,7 +99,11 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 retry_after = None
                 try:
                     generation = await hook.aget_generation(self.generation_id)
-                except (StableAudioPermanentError, StableAudioConfigError) as error:
+                except (
+                    StableAudioPermanentError,
+                    StableAudioConfigError,
+                    StableAudioResultGoneError,
+                ) as error:
                     return refusal_event(self.generation_id, error)
                 except StableAudioRetryableError as error:
                     failures += 1

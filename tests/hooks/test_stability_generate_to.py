@@ -51,8 +51,9 @@ def only_generation(emulator) -> dict:
 
 def test_text_to_audio_is_streamed_whole_with_seed_and_finish_reason(stability, tmp_path: Path) -> None:
     target = tmp_path / "out" / "clip.wav"
-    generation, location = StabilityAudioHook().generate_to(request(seed=99), target, timeout=30)
-    assert Path(location) == target
+    generation = StabilityAudioHook().generate_to(request(seed=99), target, timeout=30)
+    assert generation.stored_at is not None
+    assert Path(generation.stored_at) == target
     served = only_generation(stability)
     assert target.stat().st_size == served["file_size"] == WAV_3S
     assert sha256(target) == served["sha256"]
@@ -70,7 +71,7 @@ def test_text_to_audio_is_streamed_whole_with_seed_and_finish_reason(stability, 
 def test_without_the_audio_headers_seed_and_finish_reason_are_unknown(stability, tmp_path: Path) -> None:
     stability.set_variants(stability_audio_headers=False)
     target = tmp_path / "clip.wav"
-    generation, _ = StabilityAudioHook().generate_to(request(), target, timeout=30)
+    generation = StabilityAudioHook().generate_to(request(), target, timeout=30)
     assert generation.state is GenerationState.SUCCEEDED  # not assumed filtered
     assert generation.audio_file is not None
     assert generation.audio_file.seed is None

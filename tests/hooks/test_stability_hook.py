@@ -15,7 +15,6 @@ from airflow_provider_stableaudio import __version__
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioDownloadError,
-    StableAudioPermanentError,
     StableAudioResultGoneError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
@@ -158,10 +157,10 @@ def test_waiting_for_a_filtered_result_raises_content_refused(stability) -> None
         hook.wait_for_generation(submitted.id, poll_interval=0.1, timeout=20)
 
 
-def test_an_unknown_id_is_permanent_and_names_the_24_hours(stability) -> None:
-    with pytest.raises(StableAudioPermanentError, match="24 hours") as caught:
+def test_an_unknown_id_is_a_result_gone_for_good_and_names_the_24_hours(stability) -> None:
+    with pytest.raises(StableAudioResultGoneError, match="24 hours") as caught:
         StabilityAudioHook().get_generation("f" * 64)
-    assert caught.value.status_code == 404
+    assert "HTTP 404" in str(caught.value)
     assert "f" * 64 in str(caught.value)
     assert API_KEY not in str(caught.value)
 

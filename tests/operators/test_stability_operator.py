@@ -239,3 +239,30 @@ def test_a_sensor_on_a_result_served_once_stores_it_while_poking(
     (generation,) = stability.ledger()["stability"]["generations"]
     assert sha256(stored_at) == generation["sha256"]
     assert generation["complete_serves"] == 1
+
+
+def test_a_resumed_task_delivers_even_when_its_worker_cannot_reach_the_input_clip(
+    stability, tmp_path: Path
+) -> None:
+    clip = input_clip(tmp_path)
+    task = operator(tmp_path, init_audio=str(clip), strength=0.5, duration=8)
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(ctx)
+    clip.unlink()  # another worker resumes it, or the clip was a temporary file: it is paid for anyway
+    stored_at = task.execute_complete(ctx, the_event(deferred.value.trigger))
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert sha256(stored_at) == generation["sha256"]
+
+
+def test_a_result_served_once_and_cut_short_fails_for_good_without_a_second_submit(
+    stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served_once(stability, monkeypatch)
+    stability.set_faults(rate_download_truncated=1.0, fault_methods=["GET"], seed=1)
+    stability.set_generation_seconds(0)
+    with pytest.raises(AirflowFailException, match="served once only, is lost") as caught:
+        operator(tmp_path).execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioResultGoneError)
+    assert stability.ledger()["stability"]["submit_count"] == 1
+    assert list(tmp_path.iterdir()) == []

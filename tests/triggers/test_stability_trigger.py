@@ -16,13 +16,14 @@ from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioKeyRefusedError,
-    StableAudioPermanentError,
+    StableAudioResultGoneError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks import async_session
 from airflow_provider_stableaudio.hooks.stability import StabilityAudioHook
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
 from tests.conftest import API_KEY, set_connection
+from tests.scripted_server import Reply
 
 CLASSPATH = "airflow_provider_stableaudio.triggers.stable_audio.StableAudioGenerationTrigger"
 WAV_60S = 44 + 60 * 44100 * 4
@@ -121,24 +122,24 @@ async def test_a_filtered_result_is_a_content_refused_error_event(stability) -> 
 
 
 @pytest.mark.asyncio
-async def test_an_unknown_id_is_a_poll_refused_error_event(stability) -> None:
+async def test_an_unknown_id_is_a_result_gone_error_event(stability) -> None:
     event = await one_event(make_trigger("0" * 64))
     assert event["status"] == "error"
-    assert event["reason"] == "poll_refused"
+    assert event["reason"] == "result_gone"
     assert "HTTP 404" in event["message"]
     assert "24 hours" in event["message"]
-    with pytest.raises(StableAudioPermanentError, match="24 hours"):
+    with pytest.raises(StableAudioResultGoneError, match="24 hours"):
         generation_from_event(event)
     polls = [r for r in stability.ledger()["requests"] if r["method"] == "GET"]
     assert len(polls) == 1  # the wait ended on its first poll
 
 
 @pytest.mark.asyncio
-async def test_an_expired_result_is_a_poll_refused_error_event(stability) -> None:
+async def test_an_expired_result_is_a_result_gone_error_event(stability) -> None:
     stability.set_variants(stability_result_ttl=0)
     generation_id = submit()
     event = await one_event(make_trigger(generation_id))
-    assert event["reason"] == "poll_refused"
+    assert event["reason"] == "result_gone"
     assert "expired" in event["message"]
     assert served(stability, generation_id)["status"] == "expired"
 
@@ -178,3 +179,23 @@ async def test_a_wait_past_its_deadline_is_a_timeout_event(stability) -> None:
     event = await one_event(make_trigger(generation_id, wait=0.3))
     assert event["status"] == "timeout"
     assert "in-progress" in event["message"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("header", ["Finish-Reason", "finish-reason", "FINISH-REASON"])
+async def test_the_finish_reason_header_is_read_whatever_its_case(
+    scripted, monkeypatch: pytest.MonkeyPatch, header: str
+) -> None:
+    # aiohttp keeps non-standard header names as sent: a plain dict of them would miss "Finish-Reason".
+    set_connection(
+        monkeypatch, "stability_default", conn_type="stability", host=scripted.base_url, password=API_KEY
+    )
+    scripted.script(
+        Reply(
+            200,
+            b"RIFF....WAVE",
+            headers={"Content-Type": "audio/wav", header: "CONTENT_FILTERED", "Seed": "7"},
+        )
+    )
+    event = await one_event(make_trigger("a" * 64))
+    assert (event["status"], event["reason"]) == ("error", "content_refused")
