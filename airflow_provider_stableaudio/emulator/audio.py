@@ -91,8 +91,12 @@ def synthesize_wav(prompt: str, seconds: int, *, sample_rate: int = 44100) -> by
     chunks = [notes[pattern[k % _PATTERN_LENGTH]] for k in range(full)]
     if rest:
         chunks.append(notes[pattern[full % _PATTERN_LENGTH]][: rest * CHANNELS * SAMPLE_WIDTH])
-    data_size = total_frames * CHANNELS * SAMPLE_WIDTH
-    header = struct.pack(
+    return b"".join([wav_header(total_frames * CHANNELS * SAMPLE_WIDTH, sample_rate), *chunks])
+
+
+def wav_header(data_size: int, sample_rate: int = 44100) -> bytes:
+    """The 44-byte header of a stereo 16-bit PCM WAV file holding ``data_size`` bytes of samples."""
+    return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
         b"RIFF",
         HEADER_SIZE - 8 + data_size,
@@ -108,4 +112,3 @@ def synthesize_wav(prompt: str, seconds: int, *, sample_rate: int = 44100) -> by
         b"data",
         data_size,
     )
-    return b"".join([header, *chunks])

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import faults
-from .api import CHUNK, authorized
+from .api import authorized
 from .envelope import stability_error
 from .faults import (
     ROUTE_STABILITY_BALANCE,
@@ -196,19 +196,10 @@ async def _serve(request: web.Request, gen: StabilityGeneration) -> web.StreamRe
     response.content_length = len(data)
     await response.prepare(request)
     gen.served += 1
-    truncated = faults.current() == "download_truncated"
-    end = len(data) // 2 if truncated else len(data)
-    view = memoryview(data)
-    try:
-        for offset in range(0, end, CHUNK):
-            chunk = view[offset : min(offset + CHUNK, end)]
-            await response.write(chunk)
-            gen.bytes_served += len(chunk)
-        if truncated:
-            faults.close_connection(request)
-            return response
-        await response.write_eof()
+
+    def counted(sent: int) -> None:
+        gen.bytes_served += sent
+
+    if await faults.write_body(request, response, data, counted):
         gen.complete_serves += 1
-    except ConnectionError:
-        pass  # the client went away; bytes_served says how far it got
     return response

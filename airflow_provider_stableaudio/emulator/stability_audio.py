@@ -27,7 +27,7 @@ import sys
 from array import array
 from typing import TYPE_CHECKING
 
-from .audio import CHANNELS, HEADER_SIZE, SAMPLE_WIDTH, synthesize_wav
+from .audio import CHANNELS, HEADER_SIZE, SAMPLE_WIDTH, synthesize_wav, wav_header
 
 if TYPE_CHECKING:
     from .stability_form import StabilityRequest
@@ -156,24 +156,7 @@ def wav_file(samples: array[int]) -> bytes:
     if sys.byteorder == "big":
         samples = array("h", samples)
         samples.byteswap()
-    data_size = len(samples) * SAMPLE_WIDTH
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF",
-        HEADER_SIZE - 8 + data_size,
-        b"WAVE",
-        b"fmt ",
-        16,
-        1,
-        CHANNELS,
-        SAMPLE_RATE,
-        SAMPLE_RATE * CHANNELS * SAMPLE_WIDTH,
-        CHANNELS * SAMPLE_WIDTH,
-        SAMPLE_WIDTH * 8,
-        b"data",
-        data_size,
-    )
-    return header + samples.tobytes()
+    return wav_header(len(samples) * SAMPLE_WIDTH, SAMPLE_RATE) + samples.tobytes()
 
 
 def _syncsafe(value: int) -> bytes:
