@@ -189,18 +189,10 @@ def poll_answer(
     if 200 <= status < 300:
         return read_generation(content, action=action, generation_id=generation_id)
     if status in (401, 403):
-        # About the key, not the generation: a user who rotated the key must not go looking at it.
-        detail, request_id = error_detail(content, secret=secret)
-        reference = f", requestId {request_id}" if request_id else ""
-        check = "the API key in the connection's password field"
-        if status == 403:
-            check += " and the account's credits"
-        message = (
-            f"Stable Audio API refused the connection's API key (HTTP {status}: {detail}{reference}) "
-            f"while polling generation {generation_id}. Check {check}; nothing is known to be wrong "
-            "with the generation."
+        credits = " and the account's credits" if status == 403 else ""
+        raise key_refused(
+            status, content, generation_id, secret=secret, api="Stable Audio API", check=credits
         )
-        raise StableAudioKeyRefusedError(redact(message, secret), status_code=status, request_id=request_id)
     error = error_from_response(status, content, action=action, retry_after=retry_after, secret=secret)
     if status == 404:
         raise StableAudioPermanentError(
@@ -210,6 +202,21 @@ def poll_answer(
             request_id=error.request_id,
         )
     raise error
+
+
+def key_refused(
+    status: int, content: bytes, generation_id: str, *, secret: str, api: str, check: str = ""
+) -> StableAudioKeyRefusedError:
+    """The error for a poll answered 401/403: about the key, not the generation (a user who rotated
+    the key must not go looking at the generation). ``check``: what else to check, if anything."""
+    detail, request_id = error_detail(content, secret=secret)
+    reference = f", requestId {request_id}" if request_id else ""
+    message = (
+        f"{api} refused the connection's API key (HTTP {status}: {detail}{reference}) while polling "
+        f"generation {generation_id}. Check the API key in the connection's password field{check}; "
+        "nothing is known to be wrong with the generation."
+    )
+    return StableAudioKeyRefusedError(redact(message, secret), status_code=status, request_id=request_id)
 
 
 def is_json_object(content: bytes) -> bool:

@@ -5,22 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_stableaudio import __version__
+from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, STABILITY
 
 INTEGRATION = "Stable Audio"
 STABILITY_INTEGRATION = "Stability AI"
 
-# The Airflow 3 UI draws the connection form from this, without importing the hook.
-UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "login"],
-    "relabeling": {"password": "API Key", "host": "Base URL"},
-    "placeholders": {"host": "https://api.aimlapi.com", "password": "your AI/ML API key"},
-}
 
-STABILITY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "login"],
-    "relabeling": {"password": "API Key", "host": "Base URL"},
-    "placeholders": {"host": "https://api.stability.ai", "password": "your Stability AI API key"},
-}
+def _form(service: str) -> dict[str, Any]:
+    """The connection form of ``service``'s connection type: the same fields, its own placeholders."""
+    return {
+        "hidden_fields": ["schema", "port", "login"],
+        "relabeling": {"password": "API Key", "host": "Base URL"},
+        "placeholders": {
+            "host": SERVICES[service].default_base_url,
+            "password": f"your {SERVICES[service].key_name}",
+        },
+    }
+
+
+# The Airflow 3 UI draws the connection forms from these, without importing the hooks.
+UI_FIELD_BEHAVIOUR = _form(AIMLAPI)
+STABILITY_UI_FIELD_BEHAVIOUR = _form(STABILITY)
 
 CONN_FIELDS: dict[str, Any] = {
     "timeout": {

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
-    StableAudioKeyRefusedError,
     StableAudioResponseError,
     StableAudioResultGoneError,
 )
@@ -23,6 +22,7 @@ from airflow_provider_stableaudio.generation_result import (
     AudioFile,
     Generation,
     GenerationState,
+    key_refused,
 )
 from airflow_provider_stableaudio.services import SERVICES, STABILITY
 
@@ -144,17 +144,7 @@ def result_answer(
             )
         return finished(generation_id, headers)
     if status in (401, 403):
-        detail, request_id = error_detail(body, secret=secret)
-        raise StableAudioKeyRefusedError(
-            redact(
-                f"{API} refused the connection's API key (HTTP {status}: {detail}) while polling "
-                f"generation {generation_id}. Check the API key in the connection's password field; "
-                "nothing is known to be wrong with the generation.",
-                secret,
-            ),
-            status_code=status,
-            request_id=request_id,
-        )
+        raise key_refused(status, body, generation_id, secret=secret, api=API)
     if 200 <= status < 300:
         raise StableAudioResponseError(f"the {API} answered HTTP {status} to {action}")
     error = error_from_response(
