@@ -27,6 +27,8 @@ from airflow_provider_stableaudio.models import (
     ModelSpec,
     TextField,
     default_model,
+    mode_owners,
+    models_with_mode,
     number_text,
     service_of,
     spec_of,
@@ -34,6 +36,8 @@ from airflow_provider_stableaudio.models import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from airflow_provider_stableaudio.models import Field
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -93,10 +97,7 @@ class GenerationRequest:
         given = {name: value for name, value in params.items() if value is not None}
         unknown = sorted(set(given) - spec.field_names)
         if unknown:
-            raise StableAudioValidationError(
-                f"unknown field(s) {unknown} for model {model!r}; allowed fields: {sorted(spec.field_names)}",
-                field=unknown[0],
-            )
+            raise _unknown_fields(spec, unknown)
         mode = _settle_mode(spec, mode, given, has_audio=init_audio is not None)
         body: dict[str, Any] = {}
         for spec_field in spec.fields_of(mode):
@@ -111,12 +112,20 @@ class GenerationRequest:
                 raise StableAudioValidationError(
                     f"{lower} must be at most {upper} ({body[upper]}), got {body[lower]}", field=lower
                 )
+        fields = {f.name: f for f in spec.fields_of(mode)}
         for lower, upper in spec.before:
-            if lower in body and upper in body and body[lower] >= body[upper]:
+            if lower not in fields or upper not in fields or not {lower, upper} & set(body):
+                continue
+            low, high = (_value_or_api_default(fields[name], body) for name in (lower, upper))
+            if low is not None and high is not None and low >= high:
+                # Name the field the caller gave: the other one is the API's default.
+                culprit = lower if lower in body else upper
+                said = {
+                    name: number_text(value) + ("" if name in body else " by the API's default")
+                    for name, value in ((lower, low), (upper, high))
+                }
                 raise StableAudioValidationError(
-                    f"{lower} must be less than {upper} ({number_text(body[upper])}), "
-                    f"got {number_text(body[lower])}",
-                    field=lower,
+                    f"{lower} ({said[lower]}) must be less than {upper} ({said[upper]})", field=culprit
                 )
         # Last: the only check that reads storage.
         opener = InputAudio.open if check_audio else InputAudio.described
@@ -139,10 +148,14 @@ class GenerationRequest:
         return MODELS[self.model].submit_path.format(mode=self.mode)
 
     @property
-    def duration_seconds(self) -> int | None:
-        """The requested clip length, when the model takes one and it was given or has a default."""
-        name = MODELS[self.model].duration_field
-        return self.params.get(name) if name else None
+    def duration_seconds(self) -> float | None:
+        """The requested clip length, when the model takes one: given, sent by default, or the
+        API's own default (Stability: 190 s)."""
+        spec = MODELS[self.model]
+        if spec.duration_field is None:
+            return None
+        length = next(f for f in spec.fields_of(self.mode) if f.name == spec.duration_field)
+        return _value_or_api_default(length, self.params)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body (the AI/ML API's encoding)."""
@@ -151,9 +164,11 @@ class GenerationRequest:
     def form_fields(self) -> list[tuple[str, str]]:
         """The form fields of a multipart body (Stability's encoding): ``model`` first, every value as text.
 
-        The input clip is not among them: it goes as the file part (``audio``).
+        The input clip is not among them: it goes as the file part (``audio``). A mode whose path
+        alone names the model (Stable Audio 2.5's inpaint) gets no ``model`` field.
         """
-        return [("model", self.model)] + [(name, _form_text(value)) for name, value in self.params.items()]
+        named = [("model", self.model)] if MODELS[self.model].names_model(self.mode) else []
+        return named + [(name, _form_text(value)) for name, value in self.params.items()]
 
     def fingerprint(self) -> str:
         """A short digest of the request: tells whether a later try asks for the same clip.
@@ -174,6 +189,38 @@ def _form_text(value: Any) -> str:
     return value if isinstance(value, str) else number_text(value)
 
 
+def _value_or_api_default(spec_field: Field, body: Mapping[str, Any]) -> Any:
+    """The value ``body`` sends for the field, else what the API assumes when it is left out."""
+    if spec_field.name in body:
+        return body[spec_field.name]
+    return spec_field.api_default if isinstance(spec_field, FloatField) else None
+
+
+def _elsewhere(spec: ModelSpec, mode: str) -> str:
+    """Which models of the same service run in ``mode``, for a message about one that does not."""
+    others = [name for name in models_with_mode(spec.service, mode) if name != spec.model_id]
+    if not others:
+        return ""
+    return f"; the models that run in mode {mode!r}: " + " or ".join(f"model={name!r}" for name in others)
+
+
+def _unknown_fields(spec: ModelSpec, unknown: list[str]) -> StableAudioValidationError:
+    """The error for fields ``spec`` does not take; a field of a mode the model lacks says which
+    models have that mode (``mask_start`` on Stable Audio 2: Stable Audio 2.5 inpaints)."""
+    name = unknown[0]
+    lacking = [mode for mode in mode_owners(spec.service, name) if mode not in spec.modes]
+    if lacking:
+        return StableAudioValidationError(
+            f"{name} is a field of mode {lacking[0]!r}, which model {spec.model_id!r} does not run in "
+            f"(its modes: {list(spec.modes)}){_elsewhere(spec, lacking[0])}",
+            field=name,
+        )
+    return StableAudioValidationError(
+        f"unknown field(s) {unknown} for model {spec.model_id!r}; allowed fields: {sorted(spec.field_names)}",
+        field=name,
+    )
+
+
 def _settle_mode(spec: ModelSpec, mode: Any, given: Mapping[str, Any], *, has_audio: bool) -> str:
     """The mode ``mode`` names or the fields imply; raises when the fields do not fit it."""
     audio_modes = [m for m in spec.modes if m in INPUT_AUDIO_MODES]
@@ -185,8 +232,9 @@ def _settle_mode(spec: ModelSpec, mode: Any, given: Mapping[str, Any], *, has_au
     mask = next((name for name in ("mask_start", "mask_end") if name in given), None)
     if mode is not None:
         if not isinstance(mode, str) or mode.strip() not in spec.modes:
+            hint = _elsewhere(spec, mode.strip()) if isinstance(mode, str) else ""
             raise StableAudioValidationError(
-                f"mode must be one of {list(spec.modes)} for model {spec.model_id!r}, got {mode!r}",
+                f"mode must be one of {list(spec.modes)} for model {spec.model_id!r}, got {mode!r}{hint}",
                 field="mode",
             )
         mode, why = mode.strip(), "given as mode="
@@ -196,18 +244,19 @@ def _settle_mode(spec: ModelSpec, mode: Any, given: Mapping[str, Any], *, has_au
         mode = INPAINT if mask else AUDIO_TO_AUDIO
         why = f"inferred from init_audio with {mask}" if mask else "inferred from init_audio without a mask"
     for name in sorted(given):
-        owner = spec.mode_of_field(name)
-        if owner is None or owner == mode:
+        owners = spec.modes_of_field(name)
+        if not owners or mode in owners:
             continue
+        owner = " or ".join(repr(m) for m in owners)
         if why == "no init_audio was given":
-            problem = f"{name} is a field of mode {owner!r}, which transforms init_audio, and {why}"
+            problem = f"{name} is a field of mode {owner}, which transforms init_audio, and {why}"
             hint = f"give init_audio, or leave {name} out"
         else:
-            problem = f"{name} is a field of mode {owner!r}, not of mode {mode!r} ({why})"
+            problem = f"{name} is a field of mode {owner}, not of mode {mode!r} ({why})"
             hint = (
                 f"{name} and {mask} do not go together, leave one out"
                 if why.startswith("inferred") and mask
-                else f"leave {name} out, or give mode={owner!r}"
+                else f"leave {name} out, or give mode={owners[0]!r}"
             )
         raise StableAudioValidationError(f"{problem}: {hint}", field=name)
     if mode in INPUT_AUDIO_MODES and not has_audio:

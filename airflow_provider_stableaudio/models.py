@@ -92,6 +92,8 @@ class FloatField:
     :param maximum: largest allowed value.
     :param default: value sent when the caller gives none; ``None`` leaves the field out.
     :param required: whether the caller must give it.
+    :param api_default: the value the API assumes when the field is left out (not sent; used to
+        check the field against others, and to report what was asked for).
     """
 
     name: str
@@ -99,6 +101,7 @@ class FloatField:
     maximum: float
     default: float | None = None
     required: bool = False
+    api_default: float | None = None
 
     def check(self, value: Any) -> float:
         """``value`` in range: an int, a float, or a string holding one (``"0.5"``, ``"7"``).
@@ -187,8 +190,12 @@ class ModelSpec:
     :param service: the service that serves it (a key of :data:`.services.SERVICES`).
     :param asynchronous: the submit answers with an id to poll (else the answer is the audio).
     :param submit_path: the path to submit to; ``{mode}`` stands for the mode.
-    :param mode_fields: each mode the model runs in, with the fields only that mode takes.
-    :param before: pairs ``(a, b)`` where field ``a`` must be less than field ``b``.
+    :param mode_fields: each mode the model runs in, with the fields only that mode takes (a field
+        may belong to several modes).
+    :param before: pairs ``(a, b)`` where field ``a`` must be less than field ``b`` (the API's
+        default of a field left out counts).
+    :param unnamed_modes: modes whose request carries no ``model`` field: their path alone names
+        the model.
     """
 
     model_id: str
@@ -200,6 +207,7 @@ class ModelSpec:
     submit_path: str = "/v2/generate/audio"
     mode_fields: Mapping[str, tuple[Field, ...]] = field(default_factory=lambda: {TEXT_TO_AUDIO: ()})
     before: tuple[tuple[str, str], ...] = ()
+    unnamed_modes: frozenset[str] = frozenset()
     field_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -219,34 +227,43 @@ class ModelSpec:
         """Every field ``mode`` takes: the common ones, then the mode's own."""
         return self.fields + self.mode_fields[mode]
 
-    def mode_of_field(self, name: str) -> str | None:
-        """The mode whose own field ``name`` is; ``None`` for a common field."""
-        return next(
-            (mode for mode, fields in self.mode_fields.items() if name in {f.name for f in fields}), None
-        )
+    def modes_of_field(self, name: str) -> tuple[str, ...]:
+        """The modes whose own field ``name`` is; empty for a common field (or an unknown one)."""
+        return tuple(mode for mode, fields in self.mode_fields.items() if name in {f.name for f in fields})
+
+    def names_model(self, mode: str) -> bool:
+        """Whether a request in ``mode`` carries the ``model`` field."""
+        return mode not in self.unnamed_modes
 
 
 #: The model a task uses when it names none, per service.
 DEFAULT_MODELS: dict[str, str] = {AIMLAPI: "stable-audio", STABILITY: "stable-audio-3"}
 
-# Stability: prompt 1..10000 characters (stated for Stable Audio 3; assumed for 2 and 2.5, unconfirmed);
-# seed 0 means random; output_format mp3 is the API's own default, sent so the request says what comes back.
+# Stability, as its OpenAPI document publishes each field (``stability-audio-contract.md``): prompt
+# 1..10000 characters; seed 0 means random; output_format mp3 is the API's own default, sent so the
+# request says what comes back. Lengths, masks, cfg_scale and strength are numbers (12.5 s is valid).
 _PROMPT = TextField("prompt", max_length=10000, required=True)
 _SEED = IntField("seed", 0, 4294967294)
 _OUTPUT_FORMAT = ChoiceField("output_format", ("mp3", "wav"), default="mp3")
 _CFG_SCALE = FloatField("cfg_scale", 1, 25)
-_STRENGTH = FloatField("strength", 0.01, 1)
+# Left out, the API makes a clip of 190 s, on every Stability model.
+_DEFAULT_SECONDS = 190
 
 
-def _stability_modes(duration_bound: int) -> dict[str, tuple[Field, ...]]:
-    # The mask is in seconds of the clip, so bounded like the duration (2.5: 0..190). Left out, the
-    # API applies its defaults (2.5: 30..190; unconfirmed for 3).
-    return {
-        TEXT_TO_AUDIO: (),
-        AUDIO_TO_AUDIO: (_STRENGTH,),
-        INPAINT: (FloatField("mask_start", 0, duration_bound), FloatField("mask_end", 0, duration_bound)),
-    }
+def _duration(maximum: float) -> FloatField:
+    return FloatField("duration", 1, maximum, api_default=_DEFAULT_SECONDS)
 
+
+def _mask(maximum: float) -> tuple[Field, ...]:
+    """The span inpaint regenerates, in seconds of the clip; left out: from 30 s to the bound."""
+    return (
+        FloatField("mask_start", 0, maximum, api_default=30),
+        FloatField("mask_end", 0, maximum, api_default=maximum),
+    )
+
+
+_STABILITY_ASYNC_PATH = "/v2beta/audio/stable-audio/{mode}"  # 202 + id, then GET /v2beta/audio/results/{id}
+_STABILITY_SYNC_PATH = "/v2beta/audio/stable-audio-2/{mode}"  # 200 + the audio: the call is the wait
 
 MODELS: dict[str, ModelSpec] = {
     "stable-audio": ModelSpec(
@@ -254,8 +271,8 @@ MODELS: dict[str, ModelSpec] = {
         fields=(
             TextField("prompt", required=True),
             IntField("seconds_total", 1, 47, default=30),
-            # The current schema says 1..47, older readings 0..47: the API accepts 0.
-            IntField("seconds_start", 0, 47),
+            # Every published version of the schema (2025-02 to 2026-07) says 1..47; 0 is in none.
+            IntField("seconds_start", 1, 47),
             IntField("steps", 1, 1000, default=100),
         ),
         not_after=(("seconds_start", "seconds_total"),),
@@ -263,50 +280,56 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "stable-audio-3": ModelSpec(
         model_id="stable-audio-3",
-        fields=(
-            _PROMPT,
-            IntField("duration", 1, 380),
-            _SEED,
-            IntField("steps", 4, 8),
-            _CFG_SCALE,
-            _OUTPUT_FORMAT,
-        ),
+        fields=(_PROMPT, _duration(380), _SEED, IntField("steps", 4, 8), _CFG_SCALE, _OUTPUT_FORMAT),
         duration_field="duration",
         service=STABILITY,
-        asynchronous=True,  # 202 + id, then GET /v2beta/audio/results/{id}
-        submit_path="/v2beta/audio/stable-audio/{mode}",
-        # Stable Audio 3's mask bound: its duration bound, by analogy with 2.5 (unconfirmed).
-        mode_fields=_stability_modes(380),
+        asynchronous=True,
+        submit_path=_STABILITY_ASYNC_PATH,
+        mode_fields={
+            TEXT_TO_AUDIO: (),
+            AUDIO_TO_AUDIO: (FloatField("strength", 0, 1),),
+            INPAINT: _mask(380),
+        },
         before=(("mask_start", "mask_end"),),
     ),
     "stable-audio-2.5": ModelSpec(
         model_id="stable-audio-2.5",
-        fields=(_PROMPT, IntField("duration", 1, 190), _SEED, IntField("steps", 4, 8), _OUTPUT_FORMAT),
-        duration_field="duration",
-        service=STABILITY,
-        asynchronous=False,  # 200 + the audio: the call is the wait
-        submit_path="/v2beta/audio/stable-audio-2/{mode}",
-        mode_fields=_stability_modes(190),
-        before=(("mask_start", "mask_end"),),
-    ),
-    "stable-audio-2": ModelSpec(
-        model_id="stable-audio-2",
-        fields=(
-            _PROMPT,
-            IntField("duration", 1, 190),
-            _SEED,
-            IntField("steps", 30, 100),  # "2.0 takes more" steps: this range is unconfirmed
-            _CFG_SCALE,  # taken by 2.0 only: unconfirmed, range as Stable Audio 3's
-            _OUTPUT_FORMAT,  # the endpoint shared with 2.5 takes it
-        ),
+        fields=(_PROMPT, _duration(190), _SEED, IntField("steps", 4, 8), _OUTPUT_FORMAT),
         duration_field="duration",
         service=STABILITY,
         asynchronous=False,
-        submit_path="/v2beta/audio/stable-audio-2/{mode}",
-        mode_fields=_stability_modes(190),
+        submit_path=_STABILITY_SYNC_PATH,
+        mode_fields={
+            TEXT_TO_AUDIO: (_CFG_SCALE,),
+            AUDIO_TO_AUDIO: (_CFG_SCALE, FloatField("strength", 0.01, 1)),
+            # Stable Audio 2.5 only: its path names the model, and it takes no cfg_scale.
+            INPAINT: _mask(190),
+        },
         before=(("mask_start", "mask_end"),),
+        unnamed_modes=frozenset({INPAINT}),
+    ),
+    "stable-audio-2": ModelSpec(
+        model_id="stable-audio-2",
+        fields=(_PROMPT, _duration(190), _SEED, IntField("steps", 30, 100), _CFG_SCALE, _OUTPUT_FORMAT),
+        duration_field="duration",
+        service=STABILITY,
+        asynchronous=False,
+        submit_path=_STABILITY_SYNC_PATH,
+        # No inpaint: /v2beta/audio/stable-audio-2/inpaint is Stable Audio 2.5's alone.
+        mode_fields={TEXT_TO_AUDIO: (), AUDIO_TO_AUDIO: (FloatField("strength", 0, 1),)},
     ),
 }
+
+
+def models_with_mode(service: str, mode: str) -> list[str]:
+    """The models of ``service`` that run in ``mode``, sorted."""
+    return sorted(name for name, spec in MODELS.items() if spec.service == service and mode in spec.modes)
+
+
+def mode_owners(service: str, name: str) -> list[str]:
+    """The modes in which some model of ``service`` takes field ``name`` as its own."""
+    specs = [spec for spec in MODELS.values() if spec.service == service]
+    return sorted({mode for spec in specs for mode in spec.modes_of_field(name)})
 
 
 def unknown_model_message(model: Any) -> str:

@@ -36,9 +36,9 @@ def test_defaults_are_filled_in() -> None:
 
 def test_every_field_passes_through() -> None:
     request = GenerationRequest.build(
-        "stable-audio", prompt="drums", seconds_total=47, seconds_start=0, steps=1000
+        "stable-audio", prompt="drums", seconds_total=47, seconds_start=1, steps=1000
     )
-    assert request.params == {"prompt": "drums", "seconds_total": 47, "seconds_start": 0, "steps": 1000}
+    assert request.params == {"prompt": "drums", "seconds_total": 47, "seconds_start": 1, "steps": 1000}
 
 
 def test_none_means_not_given() -> None:
@@ -69,8 +69,10 @@ def test_none_means_not_given() -> None:
         ({"prompt": "x", "steps": "1e3"}, "steps", ["an integer", "'1e3'", "str"]),
         ({"prompt": "x", "seconds_total": "48"}, "seconds_total", ["from 1 to 47", "got 48"]),
         ({"prompt": "x", "seconds_total": True}, "seconds_total", ["an integer", "bool"]),
-        ({"prompt": "x", "seconds_start": -1}, "seconds_start", ["from 0 to 47", "got -1"]),
-        ({"prompt": "x", "seconds_start": 48}, "seconds_start", ["from 0 to 47", "got 48"]),
+        # Every published schema says 1..47: 0 is refused before it is sent.
+        ({"prompt": "x", "seconds_start": 0}, "seconds_start", ["from 1 to 47", "got 0"]),
+        ({"prompt": "x", "seconds_start": -1}, "seconds_start", ["from 1 to 47", "got -1"]),
+        ({"prompt": "x", "seconds_start": 48}, "seconds_start", ["from 1 to 47", "got 48"]),
         (
             {"prompt": "x", "seconds_total": 10, "seconds_start": 11},
             "seconds_start",
@@ -176,7 +178,8 @@ def test_stability_text_to_audio_sends_the_output_format_and_only_what_was_given
         ("output_format", "mp3"),
     ]
     assert request.init_audio is None
-    assert request.duration_seconds is None
+    # Not sent: the API's own default, 190 s, is what the clip will be.
+    assert request.duration_seconds == 190
 
 
 def test_every_stability_field_goes_into_the_form_as_text() -> None:
@@ -235,7 +238,7 @@ def test_numbers_are_written_plainly(value: float, text: str) -> None:
         ({"init_audio": True}, "audio-to-audio", SUBMIT_3 + "audio-to-audio"),
         ({"init_audio": True, "strength": 0.4}, "audio-to-audio", SUBMIT_3 + "audio-to-audio"),
         ({"init_audio": True, "mask_start": 4}, "inpaint", SUBMIT_3 + "inpaint"),
-        ({"init_audio": True, "mask_end": 8}, "inpaint", SUBMIT_3 + "inpaint"),
+        ({"init_audio": True, "mask_end": 38}, "inpaint", SUBMIT_3 + "inpaint"),
         ({"init_audio": True, "mask_start": 4, "mask_end": 8}, "inpaint", SUBMIT_3 + "inpaint"),
         ({"mode": "text-to-audio"}, "text-to-audio", SUBMIT_3 + "text-to-audio"),
         ({"mode": "audio-to-audio", "init_audio": True}, "audio-to-audio", SUBMIT_3 + "audio-to-audio"),
@@ -257,14 +260,29 @@ def test_the_input_clip_is_checked_and_kept_but_not_a_form_field(clip: str) -> N
     )
     assert request.init_audio is not None
     assert (request.init_audio.location, request.init_audio.content_type) == (clip, "audio/wav")
+    # Stable Audio 2.5's inpaint path names the model: the form has no model field.
     assert request.form_fields() == [
-        ("model", "stable-audio-2.5"),
         ("prompt", "x"),
         ("output_format", "mp3"),
         ("mask_start", "30"),
         ("mask_end", "190"),
     ]
     assert request.submit_path == SUBMIT_2 + "inpaint"
+
+
+@pytest.mark.parametrize("mode", ["text-to-audio", "audio-to-audio"])
+def test_stable_audio_2_5_names_its_model_outside_inpaint(clip: str, mode: str) -> None:
+    audio = {"init_audio": clip} if mode == "audio-to-audio" else {}
+    request = GenerationRequest.build("stable-audio-2.5", prompt="x", mode=mode, cfg_scale=3, **audio)
+    assert request.form_fields()[0] == ("model", "stable-audio-2.5")
+    assert ("cfg_scale", "3") in request.form_fields()
+
+
+def test_a_fractional_duration_is_sent_as_given() -> None:
+    request = GenerationRequest.build("stable-audio-3", prompt="x", duration="12.5")
+    assert request.params["duration"] == 12.5
+    assert ("duration", "12.5") in request.form_fields()
+    assert request.duration_seconds == 12.5
 
 
 def test_the_fingerprint_of_a_text_request_is_unchanged_by_modes() -> None:
@@ -296,8 +314,8 @@ def test_returned_fields_take_the_fields_of_a_stability_model(clip: str) -> None
         returned_fields({"prompt": "x", "seconds_total": 8}, model="stable-audio-2.5")
     assert str(caught.value) == (
         "returned a dict with unknown field(s) ['seconds_total']; return the prompt (a string) or a dict "
-        "of request fields from ['duration', 'init_audio', 'mask_end', 'mask_start', 'mode', 'model', "
-        "'output_format', 'prompt', 'seed', 'steps', 'strength']"
+        "of request fields from ['cfg_scale', 'duration', 'init_audio', 'mask_end', 'mask_start', 'mode', "
+        "'model', 'output_format', 'prompt', 'seed', 'steps', 'strength']"
     )
 
 
@@ -314,23 +332,24 @@ def test_returned_fields_of_the_aimlapi_model_stay_as_they_were() -> None:
 # The ranges of the design file's "Models" table, written out here so that a change to the registry
 # shows as a failing row: (model, field, lowest allowed, highest allowed, the range as the message says it).
 RANGES: list[tuple[str, str, float, float, str]] = [
-    ("stable-audio-3", "duration", 1, 380, "an integer from 1 to 380"),
+    ("stable-audio-3", "duration", 1, 380, "a number from 1 to 380"),
     ("stable-audio-3", "seed", 0, 4294967294, "an integer from 0 to 4294967294"),
     ("stable-audio-3", "steps", 4, 8, "an integer from 4 to 8"),
     ("stable-audio-3", "cfg_scale", 1, 25, "a number from 1 to 25"),
-    ("stable-audio-3", "strength", 0.01, 1, "a number from 0.01 to 1"),
+    ("stable-audio-3", "strength", 0, 1, "a number from 0 to 1"),
     ("stable-audio-3", "mask_start", 0, 380, "a number from 0 to 380"),
     ("stable-audio-3", "mask_end", 0, 380, "a number from 0 to 380"),
-    ("stable-audio-2.5", "duration", 1, 190, "an integer from 1 to 190"),
+    ("stable-audio-2.5", "duration", 1, 190, "a number from 1 to 190"),
     ("stable-audio-2.5", "seed", 0, 4294967294, "an integer from 0 to 4294967294"),
     ("stable-audio-2.5", "steps", 4, 8, "an integer from 4 to 8"),
+    ("stable-audio-2.5", "cfg_scale", 1, 25, "a number from 1 to 25"),
     ("stable-audio-2.5", "strength", 0.01, 1, "a number from 0.01 to 1"),
     ("stable-audio-2.5", "mask_start", 0, 190, "a number from 0 to 190"),
     ("stable-audio-2.5", "mask_end", 0, 190, "a number from 0 to 190"),
-    ("stable-audio-2", "duration", 1, 190, "an integer from 1 to 190"),
+    ("stable-audio-2", "duration", 1, 190, "a number from 1 to 190"),
     ("stable-audio-2", "steps", 30, 100, "an integer from 30 to 100"),
     ("stable-audio-2", "cfg_scale", 1, 25, "a number from 1 to 25"),
-    ("stable-audio-2", "mask_end", 0, 190, "a number from 0 to 190"),
+    ("stable-audio-2", "strength", 0, 1, "a number from 0 to 1"),
 ]  # fmt: skip
 
 
@@ -351,7 +370,12 @@ def test_each_stability_field_takes_its_range_and_nothing_outside(
     clip: str, model: str, field: str, low: float, high: float, allowed: str
 ) -> None:
     for value in (low, high):
-        assert build_with(model, field, value, clip).params[field] == value
+        if field.startswith("mask_"):
+            # Each end of a mask's range is within range; mask_start < mask_end is checked apart.
+            (spec_field,) = [f for f in MODELS[model].fields_of("inpaint") if f.name == field]
+            assert spec_field.check(value) == value
+        else:
+            assert build_with(model, field, value, clip).params[field] == value
     step = 0.01 if isinstance(low, float) else 1
     for value in (round(low - step, 2), high + 1):
         with pytest.raises(StableAudioValidationError) as caught:
@@ -362,18 +386,27 @@ def test_each_stability_field_takes_its_range_and_nothing_outside(
 
 def test_a_field_a_model_does_not_take_is_refused() -> None:
     with pytest.raises(
-        StableAudioValidationError, match=r"unknown field\(s\) \['cfg_scale'\] for model 'stable-audio-2.5'"
+        StableAudioValidationError,
+        match=r"unknown field\(s\) \['strength_of_rain'\] for model 'stable-audio-2.5'",
     ) as caught:
-        GenerationRequest.build("stable-audio-2.5", prompt="x", cfg_scale=7)
-    assert caught.value.field == "cfg_scale"
+        GenerationRequest.build("stable-audio-2.5", prompt="x", strength_of_rain=7)
+    assert caught.value.field == "strength_of_rain"
+
+
+def test_stable_audio_2_inpaint_is_refused_naming_the_model_that_inpaints(clip: str) -> None:
+    for params, field in (({"mode": "inpaint"}, "mode"), ({"mask_start": 2}, "mask_start")):
+        with pytest.raises(StableAudioValidationError) as caught:
+            GenerationRequest.build("stable-audio-2", prompt="x", init_audio=clip, **params)
+        assert caught.value.field == field
+        assert "model='stable-audio-2.5'" in str(caught.value)
 
 
 BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
     # (case, model, params; "CLIP" stands for a valid wav, field, the message)
     ("prompt over 10000 characters", "stable-audio-3", {"prompt": "a" * 10001}, "prompt",
      "prompt must be a non-empty string of at most 10000 characters, got 10001 characters"),
-    ("duration as a fraction", "stable-audio-3", {"duration": "20.5"}, "duration",
-     "duration must be an integer from 1 to 380, got '20.5' (str)"),
+    ("duration as a word", "stable-audio-3", {"duration": "long"}, "duration",
+     "duration must be a number from 1 to 380, got 'long' (str)"),
     ("cfg_scale as a word", "stable-audio-3", {"cfg_scale": "high"}, "cfg_scale",
      "cfg_scale must be a number from 1 to 25, got 'high' (str)"),
     ("cfg_scale True", "stable-audio-3", {"cfg_scale": True}, "cfg_scale",
@@ -418,9 +451,22 @@ BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
      "init_audio is not taken in mode 'text-to-audio' (given as mode=): leave it out, or give mode= one of "
      "['audio-to-audio', 'inpaint']"),
     ("mask_start after mask_end", "stable-audio-3", {"init_audio": "CLIP", "mask_start": 9, "mask_end": 8},
-     "mask_start", "mask_start must be less than mask_end (8), got 9"),
+     "mask_start", "mask_start (9) must be less than mask_end (8)"),
     ("an empty mask", "stable-audio-2.5", {"init_audio": "CLIP", "mask_start": 4.5, "mask_end": "4.5"},
-     "mask_start", "mask_start must be less than mask_end (4.5), got 4.5"),
+     "mask_start", "mask_start (4.5) must be less than mask_end (4.5)"),
+    ("mask_end before the API's default start", "stable-audio-3", {"init_audio": "CLIP", "mask_end": 20},
+     "mask_end", "mask_start (30 by the API's default) must be less than mask_end (20)"),
+    ("mask_start after 2.5's default end", "stable-audio-2.5", {"init_audio": "CLIP", "mask_start": 190},
+     "mask_start", "mask_start (190) must be less than mask_end (190 by the API's default)"),
+    ("inpaint on Stable Audio 2", "stable-audio-2", {"mode": "inpaint", "init_audio": "CLIP"}, "mode",
+     "mode must be one of ['text-to-audio', 'audio-to-audio'] for model 'stable-audio-2', got 'inpaint'; the "
+     "models that run in mode 'inpaint': model='stable-audio-2.5' or model='stable-audio-3'"),
+    ("a mask on Stable Audio 2", "stable-audio-2", {"init_audio": "CLIP", "mask_end": 20}, "mask_end",
+     "mask_end is a field of mode 'inpaint', which model 'stable-audio-2' does not run in (its modes: "
+     "['text-to-audio', 'audio-to-audio']); the models that run in mode 'inpaint': model='stable-audio-2.5' or "
+     "model='stable-audio-3'"),
+    ("cfg_scale on 2.5's inpaint", "stable-audio-2.5", {"init_audio": "CLIP", "mask_start": 1, "cfg_scale": 2},
+     "cfg_scale", "cfg_scale is a field of mode 'text-to-audio' or 'audio-to-audio', not of mode 'inpaint'"),
     ("a mask past 2.5's bound", "stable-audio-2.5", {"init_audio": "CLIP", "mask_start": 10, "mask_end": 200},
      "mask_end", "mask_end must be a number from 0 to 190, got 200"),
     ("init_audio missing", "stable-audio-3", {"init_audio": "MISSING"}, "init_audio", "MISSING' does not exist"),
