@@ -93,6 +93,7 @@ def error_from_response(
     retry_after: str | None = None,
     secret: str | None = None,
     api: str = "Stable Audio API",
+    lockout: float | None = None,
 ) -> StableAudioAPIError:
     """The exception for a non-2xx answer.
 
@@ -103,6 +104,8 @@ def error_from_response(
     :param retry_after: the ``Retry-After`` header, if sent.
     :param secret: a value to strip from the message (the API key), should the API echo it.
     :param api: which API answered, for the message.
+    :param lockout: seconds the API refuses the key after a 429 that carries no ``Retry-After``
+        (Stability: 60); the error's ``retry_after`` then says so, and no retry comes sooner.
     """
     detail, request_id = error_detail(body, secret=secret)
     message = f"{api} answered HTTP {status} to {action}: {detail}"
@@ -112,11 +115,13 @@ def error_from_response(
         message += ". Check the API key in the connection's password field."
     elif status == 403:
         message += ". The account may be out of credits or not allowed to use this model."
+    wait = parse_retry_after(retry_after)
+    if status == 429 and wait is None and lockout is not None:
+        wait = lockout
+        message += f". The API locks the key out for {lockout:g} s after a 429: nothing is retried sooner"
     message = redact(message, secret)
     if status in RETRYABLE_STATUSES:
-        return StableAudioRetryableError(
-            message, status_code=status, request_id=request_id, retry_after=parse_retry_after(retry_after)
-        )
+        return StableAudioRetryableError(message, status_code=status, request_id=request_id, retry_after=wait)
     return StableAudioPermanentError(message, status_code=status, request_id=request_id)
 
 

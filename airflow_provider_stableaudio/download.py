@@ -50,6 +50,7 @@ def download_file(
     max_retries: int = 5,
     log: Any = None,
     headers: dict[str, str] | None = None,
+    lockout: float | None = None,
 ) -> tuple[str, int]:
     """Stream the file at ``url`` to ``path``; return ``(where it was written, bytes received)``.
 
@@ -68,6 +69,8 @@ def download_file(
     :param log: where to warn about a retried failure (a ``logging.Logger``), if anywhere.
     :param headers: headers to send besides ``Accept-Encoding`` (the API's, for a result fetched
         from the API itself).
+    :param lockout: seconds the server refuses the key after a 429 without ``Retry-After`` (a
+        result fetched from Stability's API: 60).
     :raises StableAudioDownloadError: the file could not be fetched, written, or arrived whole.
     """
     target = storage.prepare(path)
@@ -85,6 +88,7 @@ def download_file(
                 timeout=timeout,
                 expected_size=expected_size,
                 headers={**(headers or {}), "Accept-Encoding": "identity"},
+                lockout=lockout,
             )
         except _TransientFailure as failure:
             failures += 1
@@ -108,6 +112,7 @@ def _fetch(
     timeout: float,
     expected_size: int | None,
     headers: dict[str, str],
+    lockout: float | None,
 ) -> int:
     """One attempt; returns the bytes written, or raises :class:`_TransientFailure` or the final error."""
     import requests
@@ -120,10 +125,12 @@ def _fetch(
                 message = f"downloading {url} failed with HTTP {status}"
                 if status in RETRYABLE_STATUSES:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if status == 429 and retry_after is None:
+                        retry_after = lockout
                     raise _TransientFailure(message, retry_after=retry_after)
                 expired = status in EXPIRED_STATUSES
                 hint = " (the URL may have expired)" if expired else ""
-                raise StableAudioDownloadError(message + hint, url_expired=expired)
+                raise StableAudioDownloadError(message + hint, url_expired=expired, status_code=status)
             return write_body(
                 response,
                 target,

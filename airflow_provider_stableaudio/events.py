@@ -67,11 +67,17 @@ def error_event(generation_id: str, message: str, *, reason: str = GENERATION_FA
 
 def refusal_event(
     generation_id: str,
-    error: StableAudioPermanentError | StableAudioConfigError | StableAudioResultGoneError,
+    error: StableAudioPermanentError
+    | StableAudioConfigError
+    | StableAudioResultGoneError
+    | StableAudioContentRefusedError,
 ) -> dict[str, Any]:
-    """The payload for a poll the API refused for good, a result gone, or a connection that cannot be used."""
+    """The payload for a poll the API refused for good (the key, or the content), a result gone,
+    or a connection that cannot be used."""
     if isinstance(error, StableAudioConfigError):
         reason = CONNECTION_UNUSABLE
+    elif isinstance(error, StableAudioContentRefusedError):
+        reason = CONTENT_REFUSED
     elif isinstance(error, StableAudioResultGoneError):
         reason = RESULT_GONE
     else:

@@ -43,6 +43,11 @@ class StableAudioKeyRefusedError(StableAudioPermanentError):
     """The API refused the connection's key (401, 403 while polling): check the key, not the generation."""
 
 
+class StableAudioModelAccessError(StableAudioPermanentError):
+    """The account may not use the model (Stability grants Stable Audio 3 per account): every try
+    would be refused the same way."""
+
+
 class StableAudioRetryableError(StableAudioAPIError):
     """A transient error (429, 5xx, connection error, timeout): worth retrying after ``retry_after`` s."""
 
@@ -105,8 +110,10 @@ class StableAudioDownloadError(StableAudioError):
     """The audio file could not be downloaded whole; nothing was left at the destination.
 
     :param url_expired: the URL answered 403/404/410: the file is gone, another try cannot fetch it.
+    :param status_code: the HTTP status that ended the download, when one did.
     """
 
-    def __init__(self, message: str, *, url_expired: bool = False) -> None:
+    def __init__(self, message: str, *, url_expired: bool = False, status_code: int | None = None) -> None:
         super().__init__(message)
         self.url_expired = url_expired
+        self.status_code = status_code

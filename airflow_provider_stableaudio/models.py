@@ -196,6 +196,8 @@ class ModelSpec:
         default of a field left out counts).
     :param unnamed_modes: modes whose request carries no ``model`` field: their path alone names
         the model.
+    :param access_flag: the feature flag the service's API document puts on the model's paths when
+        it grants the model per account.
     """
 
     model_id: str
@@ -208,6 +210,7 @@ class ModelSpec:
     mode_fields: Mapping[str, tuple[Field, ...]] = field(default_factory=lambda: {TEXT_TO_AUDIO: ()})
     before: tuple[tuple[str, str], ...] = ()
     unnamed_modes: frozenset[str] = frozenset()
+    access_flag: str | None = None
     field_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -291,6 +294,7 @@ MODELS: dict[str, ModelSpec] = {
             INPAINT: _mask(380),
         },
         before=(("mask_start", "mask_end"),),
+        access_flag="allow-access-stable-audio-3-api",
     ),
     "stable-audio-2.5": ModelSpec(
         model_id="stable-audio-2.5",

@@ -43,13 +43,15 @@ class RetryPolicy:
         """Seconds to wait before the next attempt after ``failures`` failures in a row; ``None``: give up.
 
         :param failures: failures in a row so far (1 after the first).
-        :param retry_after: the server's ``Retry-After``, in seconds.
+        :param retry_after: the server's ``Retry-After`` (or the service's lockout), in seconds.
         :param remaining: seconds left before the caller's deadline (``None``: no deadline). The
-            wait never exceeds it, so the last attempt comes at the deadline at the latest.
+            wait never exceeds it, so the last attempt comes at the deadline at the latest; when
+            the server's ``retry_after`` ends after the deadline, there is no last attempt (it
+            could only be refused, and a refusal during a lockout may extend it).
         """
         if self.max_retries is not None and failures > self.max_retries:
             return None
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and (remaining <= 0 or (retry_after or 0) > remaining):
             return None
         wait = backoff_delay(failures, base=self.base, cap=self.cap, retry_after=retry_after)
         return wait if remaining is None else min(wait, remaining)
@@ -62,9 +64,10 @@ def poll_delay(
 
     Between polls that answered: 90-100% of ``poll_interval``. After failures in a row: the longer
     of that and the backoff from ``poll_interval`` (``Retry-After`` honoured); a wait retries
-    until its deadline, so no retry count applies. Never longer than ``remaining``.
+    until its deadline, so no retry count applies. Never longer than ``remaining``, and ``None``
+    when ``retry_after`` ends after the deadline (a poll before it could only be refused).
     """
-    if remaining <= 0:
+    if remaining <= 0 or (retry_after or 0) > remaining:
         return None
     wait = poll_interval * random.uniform(1 - POLL_JITTER, 1)
     if failures:

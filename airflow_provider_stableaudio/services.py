@@ -22,6 +22,8 @@ class Service:
     :param default_conn_id: the connection the provider uses when none is given.
     :param default_base_url: the Base URL when the connection's host is empty.
     :param key_name: what the key in the connection's password is called, for messages.
+    :param lockout_seconds: how long the service refuses a key after answering 429, when the
+        answer has no ``Retry-After``; ``None`` when the service documents no figure.
     """
 
     name: str
@@ -30,6 +32,7 @@ class Service:
     default_conn_id: str
     default_base_url: str
     key_name: str
+    lockout_seconds: float | None = None
 
 
 SERVICES: dict[str, Service] = {
@@ -48,6 +51,9 @@ SERVICES: dict[str, Service] = {
         default_conn_id="stability_default",
         default_base_url="https://api.stability.ai",
         key_name="Stability AI API key",
+        # "You have exceeded the rate limit of 150 requests within a 10 second period, and have been
+        # timed out for 60 seconds", with no Retry-After: a retry sooner only extends the lockout.
+        lockout_seconds=60,
     ),
 }
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stableaudio.api_errors import error_detail, error_from_response, redact
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
+    StableAudioModelAccessError,
+    StableAudioPermanentError,
     StableAudioResponseError,
     StableAudioResultGoneError,
 )
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 API = SERVICES[STABILITY].title
+# After a 429 (no Retry-After is sent), the key is refused for this long.
+LOCKOUT_SECONDS = SERVICES[STABILITY].lockout_seconds
 RESULTS_PATH = "/v2beta/audio/results/{id}"
 BALANCE_PATH = "/v1/user/balance"
 # Ask for the bytes (streamed to storage), not base64 in JSON (the clip three times in memory).
@@ -39,6 +43,9 @@ ACCEPT_AUDIO = "audio/*"
 FINISH_REASON_HEADER = "finish-reason"
 SEED_HEADER = "seed"
 MODERATION_ERROR = "content_moderation"
+# A model whose paths are gated per account (ModelSpec.access_flag) is refused to an account without
+# the flag (the status is unconfirmed: 403 or 404 of another name than moderation); this one is not.
+UNGATED_MODEL = "stable-audio-2.5"
 # Results are kept about this long (the contract's "about 24 hours").
 RESULT_TTL_HOURS = 24
 _GENERATION_ID = re.compile(r"[0-9a-zA-Z_-]{1,128}")
@@ -80,19 +87,51 @@ def content_filtered_message(generation_id: str | None) -> str:
     )
 
 
-def is_content_moderation(status: int, body: bytes) -> bool:
-    """Whether a 403 is Stability's moderation refusing the prompt or input audio, not the key."""
-    if status != 403:
-        return False
+def _error_name(body: bytes) -> str | None:
     try:
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(envelope, dict) and envelope.get("name") == MODERATION_ERROR
+        return None
+    name = envelope.get("name") if isinstance(envelope, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def submit_refusal(
+    status: int, body: bytes, *, access_flag: str | None, action: str, secret: str
+) -> StableAudioContentRefusedError | StableAudioPermanentError | None:
+    """What Stability means by a refused submit, where it differs from the shared reading; else ``None``.
+
+    A 403 is its moderation (``content_moderation``), never the key (that is 401). On a path gated
+    per account by ``access_flag``, a 403 or 404 of another name says the account lacks access.
+    """
+    if access_flag and status in (403, 404) and _error_name(body) != MODERATION_ERROR:
+        return access_refused(status, body, access_flag=access_flag, action=action, secret=secret)
+    if status == 403:
+        return content_refused(status, body, action=action, secret=secret)
+    return None
+
+
+def access_refused(
+    status: int, body: bytes, *, access_flag: str, action: str, secret: str
+) -> StableAudioModelAccessError:
+    """The error for a gated path refused to the account (not moderation, not a bad key)."""
+    detail, request_id = error_detail(body, secret=secret)
+    reference = f" (request id {request_id})" if request_id else ""
+    return StableAudioModelAccessError(
+        redact(
+            f"Stability AI refused to {action} (HTTP {status}: {detail}){reference}: the account may "
+            f"lack access to the model, which Stability grants per account (feature "
+            f"{access_flag}). Ask Stability AI for access, or use model={UNGATED_MODEL!r}. "
+            "Nothing was generated.",
+            secret,
+        ),
+        status_code=status,
+        request_id=request_id,
+    )
 
 
 def content_refused(status: int, body: bytes, *, action: str, secret: str) -> StableAudioContentRefusedError:
-    """The error for a 403 ``content_moderation`` answer."""
+    """The error for a 403: Stability's moderation (``content_moderation``) flagged the content."""
     detail, request_id = error_detail(body, secret=secret)
     reference = f" (request id {request_id})" if request_id else ""
     return StableAudioContentRefusedError(
@@ -128,8 +167,9 @@ def result_answer(
     """The generation in the answer to ``GET /v2beta/audio/results/{id}``, or the error it reports.
 
     :param body: the body of anything but a 200 (a 200's body is the clip: pass ``b""``).
-    :raises StableAudioRetryableError: a transient failure (429, 5xx).
-    :raises StableAudioKeyRefusedError: 401, 403: the key was refused.
+    :raises StableAudioRetryableError: a transient failure (429: after the 60 s lockout; 5xx).
+    :raises StableAudioKeyRefusedError: 401: the key was refused.
+    :raises StableAudioContentRefusedError: 403: moderation flagged the prompt or the input audio.
     :raises StableAudioResultGoneError: 404: unknown, or its result expired or was served.
     :raises StableAudioPermanentError: other 4xx.
     """
@@ -143,12 +183,20 @@ def result_answer(
                 f"the {API} answered HTTP 200 with {content_type!r}, not audio, to {action}"
             )
         return finished(generation_id, headers)
-    if status in (401, 403):
+    if status == 401:
         raise key_refused(status, body, generation_id, secret=secret, api=API)
+    if status == 403:  # Stability's 403 is its moderation: the key works
+        raise content_refused(status, body, action=action, secret=secret)
     if 200 <= status < 300:
         raise StableAudioResponseError(f"the {API} answered HTTP {status} to {action}")
     error = error_from_response(
-        status, body, action=action, retry_after=headers.get("Retry-After"), secret=secret, api=API
+        status,
+        body,
+        action=action,
+        retry_after=headers.get("Retry-After"),
+        secret=secret,
+        api=API,
+        lockout=LOCKOUT_SECONDS,
     )
     if status == 404:
         # For a generation this provider submitted, the result is gone: retrying cannot bring it back.

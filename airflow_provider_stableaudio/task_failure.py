@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioContentRefusedError,
+    StableAudioModelAccessError,
     StableAudioResultGoneError,
     StableAudioSubmissionUnknownError,
     StableAudioValidationError,
@@ -20,12 +21,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Bad input or configuration fails the same way on every try, and so does content the service's
-# moderation refused; a submission of unknown outcome would be sent again by a retry and might pay
-# twice, and so would a retry after a paid result was lost (expired, or served once only).
+# moderation refused, or a model the account may not use; a submission of unknown outcome would be
+# sent again by a retry and might pay twice, and so would a retry after a paid result was lost
+# (expired, or served once only).
 FINAL_ERRORS = (
     StableAudioValidationError,
     StableAudioConfigError,
     StableAudioContentRefusedError,
+    StableAudioModelAccessError,
     StableAudioResultGoneError,
     StableAudioSubmissionUnknownError,
 )

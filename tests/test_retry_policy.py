@@ -25,9 +25,18 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
 
 
 def test_a_wait_never_runs_past_the_time_left() -> None:
-    assert RetryPolicy().delay(1, retry_after=600, remaining=30) == 30
+    assert RetryPolicy().delay(1, retry_after=20, remaining=30) == 20
     assert RetryPolicy().delay(1, retry_after=120) == 120  # no deadline: Retry-After is obeyed
-    assert poll_delay(10, failures=3, retry_after=600, remaining=42) == 42
+    assert poll_delay(10, failures=3, retry_after=20, remaining=42) == pytest.approx(20, abs=10)
+    assert poll_delay(10, failures=3, remaining=12) <= 12
+
+
+def test_no_retry_comes_before_the_server_said_when_the_deadline_is_nearer() -> None:
+    # A try before Retry-After (or Stability's 60 s lockout) ends could only be refused, and a
+    # refusal during a lockout may extend it: give up instead of trying at the deadline.
+    assert RetryPolicy().delay(1, retry_after=600, remaining=30) is None
+    assert RetryPolicy().delay(1, retry_after=60, remaining=59.9) is None
+    assert poll_delay(10, failures=3, retry_after=600, remaining=42) is None
 
 
 def test_the_policy_gives_up_after_max_retries_or_at_the_deadline() -> None:

@@ -26,7 +26,11 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         group.add_argument(flag, type=float, default=0.0, metavar="P", help="probability 0..1")
     group.add_argument(
-        "--retry-after", type=int, default=1, metavar="S", help="Retry-After of a 429 (default: %(default)s)"
+        "--retry-after",
+        type=lambda text: None if text == "none" else int(text),
+        default=1,
+        metavar="S",
+        help="Retry-After of a 429, or 'none' to send none, as Stability AI (default: %(default)s)",
     )
     group.add_argument(
         "--slow-seconds",

@@ -7,7 +7,8 @@ Everything is off by default. The settings have the same names everywhere: keywo
 * ``rate_429``, ``rate_5xx``, ``rate_drop``, ``rate_slow``, ``rate_malformed``,
   ``rate_generation_error``, ``rate_download_404``, ``rate_download_truncated``,
   ``rate_post_lost_response``: probabilities 0..1 (default 0).
-* ``retry_after``: integer seconds sent in ``Retry-After`` with a 429 (default 1, 0 allowed).
+* ``retry_after``: integer seconds sent in ``Retry-After`` with a 429 (default 1, 0 allowed);
+  ``null`` sends none, as Stability AI documents its 429.
 * ``slow_seconds``: delay of a ``slow`` fault (default 30, longer than a client's timeout).
 * ``seed``: integer seed of the ``random.Random`` the draws use (default None: unseeded).
   Giving ``seed`` (even the same value) re-seeds; so does a ledger reset.
@@ -173,11 +174,13 @@ def _parse_rate(value: object) -> float:
     return float(value)
 
 
-def _parse_retry_after(value: object) -> int:
+def _parse_retry_after(value: object) -> int | None:
+    if value is None:
+        return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("must be an integer >= 0")
+        raise ValueError("must be an integer >= 0, or null")
     return value
 
 
@@ -231,7 +234,7 @@ class FaultConfig:
     rate_download_404: float = 0.0
     rate_download_truncated: float = 0.0
     rate_post_lost_response: float = 0.0
-    retry_after: int = 1
+    retry_after: int | None = 1
     slow_seconds: float = 30.0
     seed: int | None = None
     fault_methods: frozenset[str] = field(default=_METHODS)
@@ -262,7 +265,7 @@ class FaultSettings(TypedDict, total=False):
     rate_download_404: float
     rate_download_truncated: float
     rate_post_lost_response: float
-    retry_after: int
+    retry_after: int | None
     slow_seconds: float
     seed: int | None
     fault_methods: Collection[str] | str
@@ -347,7 +350,8 @@ def _fault_response(request: web.Request, kind: str, config: FaultConfig) -> web
     if kind == "502":  # a gateway's own page, not the API's envelope
         return web.Response(status=502, body=_GATEWAY_PAGE, content_type="text/html")
     status = 404 if kind == "download_404" else int(kind)
-    headers = {"Retry-After": str(config.retry_after)} if kind == "429" else None
+    sends_retry_after = kind == "429" and config.retry_after is not None
+    headers = {"Retry-After": str(config.retry_after)} if sends_retry_after else None
     return error_response(request, status, _ENVELOPE_MESSAGES[kind], headers=headers)
 
 

@@ -176,6 +176,7 @@ class StableAudioBaseHook(BaseHook):
             retry_after=retry_after,
             secret=self.settings.api_key,
             api=self.service.title,
+            lockout=self.service.lockout_seconds,
         )
         if submission_was_rejected(status, content):
             return error

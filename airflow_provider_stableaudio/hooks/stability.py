@@ -20,6 +20,7 @@ from airflow_provider_stableaudio.exceptions import (
 )
 from airflow_provider_stableaudio.generation_result import Generation, GenerationState
 from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
+from airflow_provider_stableaudio.models import MODELS
 from airflow_provider_stableaudio.services import SERVICES, STABILITY
 from airflow_provider_stableaudio.stability_result import (
     ACCEPT_AUDIO,
@@ -27,10 +28,9 @@ from airflow_provider_stableaudio.stability_result import (
     BALANCE_PATH,
     RESULT_TTL_HOURS,
     RESULTS_PATH,
-    content_refused,
     finished,
-    is_content_moderation,
     result_answer,
+    submit_refusal,
     submitted_id,
 )
 
@@ -94,11 +94,16 @@ class StabilityAudioHook(StableAudioBaseHook):
             "POST", request.submit_path, action=action, data=body.iter_chunks(), headers=headers, **kwargs
         )
 
-    def _failed_submission(self, response: Any, *, action: str) -> Exception:
+    def _failed_submission(self, request: GenerationRequest, response: Any, *, action: str) -> Exception:
         content = response.content
-        if is_content_moderation(response.status_code, content):
-            return content_refused(response.status_code, content, action=action, secret=self.settings.api_key)
-        return self._refusal(
+        refusal = submit_refusal(
+            response.status_code,
+            content,
+            access_flag=MODELS[request.model].access_flag,
+            action=action,
+            secret=self.settings.api_key,
+        )
+        return refusal or self._refusal(
             response.status_code, content, response.headers.get("Retry-After"), action=action
         )
 
@@ -119,7 +124,7 @@ class StabilityAudioHook(StableAudioBaseHook):
         def attempt() -> Generation:
             response = self._post_request(request, action=action, accept="application/json")
             if response.status_code not in (200, 202):
-                raise self._failed_submission(response, action=action)
+                raise self._failed_submission(request, response, action=action)
             generation_id = submitted_id(response.content, action=action)
             return Generation(id=generation_id, status="in-progress", state=GenerationState.PENDING)
 
@@ -183,14 +188,22 @@ class StabilityAudioHook(StableAudioBaseHook):
 
         :raises StableAudioResultGoneError: Stability no longer serves it (expired after about
             24 hours, or not served a second time).
+        :raises StableAudioContentRefusedError: 403: its moderation flagged the result.
         """
         try:
             return self._download(
                 self.settings.base_url + RESULTS_PATH.format(id=generation.id),
                 path,
                 headers=self._api_headers(self.settings, accept=ACCEPT_AUDIO),
+                lockout=self.service.lockout_seconds,
             )
         except StableAudioDownloadError as error:
+            if error.status_code == 403:  # Stability's 403 is its moderation, on a result as on a submit
+                raise StableAudioContentRefusedError(
+                    f"Stability AI refused the content of generation {generation.id} ({error}): its "
+                    "moderation flagged the prompt or the input audio. Nothing was stored; change the "
+                    "request before trying again."
+                ) from None
             if error.url_expired:
                 raise StableAudioResultGoneError(
                     f"Stability AI no longer serves the result of generation {generation.id} ({error}): "
@@ -227,7 +240,7 @@ class StabilityAudioHook(StableAudioBaseHook):
                 timeout=(connect, max(connect, timeout)),
             ) as response:
                 if response.status_code != 200:
-                    raise self._failed_submission(response, action=action)
+                    raise self._failed_submission(request, response, action=action)
                 generation = finished("", response.headers)
                 if generation.state is GenerationState.FAILED:
                     raise StableAudioContentRefusedError(generation.error_message or "content filtered")
@@ -265,6 +278,7 @@ class StabilityAudioHook(StableAudioBaseHook):
                 retry_after=retry_after,
                 secret=self.settings.api_key,
                 api=API,
+                lockout=self.service.lockout_seconds,
             )
             return False, str(error)
         import json

@@ -19,6 +19,7 @@ from airflow_provider_stableaudio.events import (
 )
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
+    StableAudioContentRefusedError,
     StableAudioPermanentError,
     StableAudioResultGoneError,
     StableAudioRetryableError,
@@ -36,8 +37,8 @@ class StableAudioGenerationTrigger(BaseTrigger):
     """Wait for a Stable Audio generation to end, without holding a worker slot.
 
     Yields exactly one event: ``success`` (the audio file and credits), ``error`` (its ``reason``:
-    the generation failed, the API refused the key (401, 403) or the poll (404), or the connection
-    cannot be used) or ``timeout`` (still unfinished at ``end_time``). Transient poll failures
+    the generation failed or its content was refused, the API refused the key or the poll, or the
+    connection cannot be used) or ``timeout`` (still unfinished at ``end_time``). Transient poll failures
     (429, 5xx, network, malformed bodies) are retried with backoff until ``end_time``. Running it
     again (a triggerer restart) only polls again. A Stability AI result is never read here: the
     event says it is ready, and the worker fetches it.
@@ -103,6 +104,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
                     StableAudioPermanentError,
                     StableAudioConfigError,
                     StableAudioResultGoneError,
+                    StableAudioContentRefusedError,
                 ) as error:
                     return refusal_event(self.generation_id, error)
                 except StableAudioRetryableError as error:

@@ -167,13 +167,16 @@ def test_moderation_refuses_the_call_and_creates_nothing(stability, tmp_path: Pa
     assert stability.ledger()["stability"]["generations"] == []
 
 
-def test_a_rate_limited_call_is_retried_and_generates_once(
+def test_a_rate_limited_call_waits_out_the_60_s_lockout_and_generates_once(
     stability, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_clock(monkeypatch, hook_module)
-    stability.set_faults(rate_429=0.5, retry_after=0, fault_methods=["POST"], seed=1)  # 429, then through
+    clock = fake_clock(monkeypatch, hook_module)
+    # 429, then through; no Retry-After, as Stability documents its 429.
+    stability.set_faults(rate_429=0.5, retry_after=None, fault_methods=["POST"], seed=1)
     target = tmp_path / "clip.wav"
-    StabilityAudioHook().generate_to(request(), target, timeout=30)
+    StabilityAudioHook().generate_to(request(), target, timeout=120)
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0] >= 60
     ledger = stability.ledger()
     assert [r["status"] for r in ledger["requests"]] == [429, 200]
     assert ledger["stability"]["submit_count"] == 1

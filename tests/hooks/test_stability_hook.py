@@ -16,6 +16,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioDownloadError,
     StableAudioResultGoneError,
+    StableAudioRetryableError,
 )
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.generation_result import (
@@ -277,3 +278,32 @@ def test_the_api_key_is_in_no_error_message(
     for error in errors:
         assert API_KEY not in str(error), error
         assert API_KEY not in repr(error), error
+
+
+# --- Stability's 429: the key is locked out for 60 s, and no Retry-After says so ----------------
+
+
+def test_a_429_without_retry_after_waits_out_stabilitys_60_s_lockout_before_the_retry(
+    stability, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock(monkeypatch, hook_module)
+    # Seed 1 draws 0.13 then 0.85: the first POST is refused with 429 (no Retry-After), the second accepted.
+    stability.set_faults(rate_429=0.5, retry_after=None, fault_methods=["POST"], seed=1)
+    generation = StabilityAudioHook().submit_generation(request(), timeout=300)
+    posts = [r["status"] for r in stability.ledger()["requests"] if r["method"] == "POST"]
+    assert posts == [429, 202]
+    assert list(generations(stability)) == [generation.id]
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0] >= 60
+
+
+def test_a_429_whose_lockout_outlasts_the_timeout_is_not_retried_into_the_lockout(
+    stability, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock(monkeypatch, hook_module)
+    stability.set_faults(rate_429=1.0, retry_after=None, fault_methods=["GET"])
+    with pytest.raises(StableAudioRetryableError, match="locks the key out for 60 s") as caught:
+        StabilityAudioHook().get_generation("a" * 64, timeout=30)
+    assert caught.value.retry_after == 60
+    assert clock.sleeps == []
+    assert len(stability.ledger()["requests"]) == 1

@@ -244,7 +244,8 @@ def test_sync_wait_never_sleeps_past_its_timeout(scripted, clock: FakeClock) -> 
     with pytest.raises(StableAudioTimeoutError, match="still 'unknown'"):
         StableAudioHook().wait_for_generation("g", poll_interval=10, timeout=900)
     assert sum(clock.sleeps) <= 900
-    assert len(scripted.seen) == 3  # at 0 s, 600 s and, the last chance, at the deadline
+    # At 0 s and 600 s; not at the deadline, before the next Retry-After ends: it would be refused.
+    assert len(scripted.seen) == 2
 
 
 @pytest.mark.parametrize("call", ["submit", "poll"])
@@ -258,5 +259,6 @@ def test_call_retries_end_at_the_callers_timeout(scripted, clock: FakeClock, cal
     )
     with pytest.raises(StableAudioRetryableError, match="HTTP 429"):
         attempt()
-    assert clock.sleeps == [100]
-    assert len(scripted.seen) == 2
+    # Retry-After ends past the timeout: no second try, which could only be refused.
+    assert clock.sleeps == []
+    assert len(scripted.seen) == 1

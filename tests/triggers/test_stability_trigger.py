@@ -199,3 +199,36 @@ async def test_the_finish_reason_header_is_read_whatever_its_case(
     )
     event = await one_event(make_trigger("a" * 64))
     assert (event["status"], event["reason"]) == ("error", "content_refused")
+
+
+@pytest.mark.asyncio
+async def test_a_poll_refused_with_429_waits_out_the_60_s_lockout(
+    stability, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_stableaudio.triggers import stable_audio as trigger_module
+    from tests.fake_clock import FakeClock
+
+    generation_id = submit(duration=1)
+    # Finished before the trigger starts: its fake clock does not move the emulator's.
+    StabilityAudioHook().wait_for_generation(generation_id, poll_interval=0.1, timeout=20)
+    clock = FakeClock()
+    clock.now = time.time()
+
+    async def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+
+    # The trigger's clock and sleeps, and no others: its polls go to the emulator over loopback.
+    monkeypatch.setattr(trigger_module, "time", clock)
+    monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=sleep))
+    # Seed 1 draws 0.13 then 0.85: the first poll is refused with 429 (no Retry-After), the next answers.
+    stability.set_faults(rate_429=0.5, retry_after=None, fault_methods=["GET"], seed=1)
+    trigger = make_trigger(generation_id, poll_interval=1, wait=600)
+    trigger.end_time = clock.now + 600
+    event = await one_event(trigger)
+    assert event["status"] == "success"
+    polls = [r["status"] for r in stability.ledger()["requests"] if r["method"] == "GET"]
+    assert polls[-2:] == [429, 200]  # the hook's wait came first
+    # The first sleep spreads triggers over one interval; the second follows the 429.
+    assert clock.sleeps[1] >= 60
