@@ -193,7 +193,7 @@ def _value_or_api_default(spec_field: Field, body: Mapping[str, Any]) -> Any:
     """The value ``body`` sends for the field, else what the API assumes when it is left out."""
     if spec_field.name in body:
         return body[spec_field.name]
-    return spec_field.api_default if isinstance(spec_field, FloatField) else None
+    return spec_field.api_default if isinstance(spec_field, FloatField | IntField) else None
 
 
 def _elsewhere(spec: ModelSpec, mode: str) -> str:

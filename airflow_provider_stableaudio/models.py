@@ -58,6 +58,7 @@ class IntField:
     :param maximum: largest allowed value.
     :param default: value sent when the caller gives none; ``None`` leaves the field out.
     :param required: whether the caller must give it.
+    :param api_default: the value the API assumes when the field is left out (not sent).
     """
 
     name: str
@@ -65,6 +66,7 @@ class IntField:
     maximum: int
     default: int | None = None
     required: bool = False
+    api_default: int | None = None
 
     def check(self, value: Any) -> int:
         """``value`` as an int in range: an int, or a string holding a whole number (``"8"``, ``" 8 "``).
@@ -248,13 +250,17 @@ DEFAULT_MODELS: dict[str, str] = {AIMLAPI: "stable-audio", STABILITY: "stable-au
 _PROMPT = TextField("prompt", max_length=10000, required=True)
 _SEED = IntField("seed", 0, 4294967294)
 _OUTPUT_FORMAT = ChoiceField("output_format", ("mp3", "wav"), default="mp3")
-_CFG_SCALE = FloatField("cfg_scale", 1, 25)
+_CFG_SCALE = FloatField("cfg_scale", 1, 25, api_default=1)
 # Left out, the API makes a clip of 190 s, on every Stability model.
 _DEFAULT_SECONDS = 190
 
 
 def _duration(maximum: float) -> FloatField:
     return FloatField("duration", 1, maximum, api_default=_DEFAULT_SECONDS)
+
+
+def _steps(minimum: int, maximum: int, api_default: int) -> IntField:
+    return IntField("steps", minimum, maximum, api_default=api_default)
 
 
 def _mask(maximum: float) -> tuple[Field, ...]:
@@ -283,14 +289,14 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "stable-audio-3": ModelSpec(
         model_id="stable-audio-3",
-        fields=(_PROMPT, _duration(380), _SEED, IntField("steps", 4, 8), _CFG_SCALE, _OUTPUT_FORMAT),
+        fields=(_PROMPT, _duration(380), _SEED, _steps(4, 8, 8), _CFG_SCALE, _OUTPUT_FORMAT),
         duration_field="duration",
         service=STABILITY,
         asynchronous=True,
         submit_path=_STABILITY_ASYNC_PATH,
         mode_fields={
             TEXT_TO_AUDIO: (),
-            AUDIO_TO_AUDIO: (FloatField("strength", 0, 1),),
+            AUDIO_TO_AUDIO: (FloatField("strength", 0, 1, api_default=1),),
             INPAINT: _mask(380),
         },
         before=(("mask_start", "mask_end"),),
@@ -298,7 +304,7 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "stable-audio-2.5": ModelSpec(
         model_id="stable-audio-2.5",
-        fields=(_PROMPT, _duration(190), _SEED, IntField("steps", 4, 8), _OUTPUT_FORMAT),
+        fields=(_PROMPT, _duration(190), _SEED, _steps(4, 8, 8), _OUTPUT_FORMAT),
         duration_field="duration",
         service=STABILITY,
         asynchronous=False,
@@ -314,7 +320,14 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "stable-audio-2": ModelSpec(
         model_id="stable-audio-2",
-        fields=(_PROMPT, _duration(190), _SEED, IntField("steps", 30, 100), _CFG_SCALE, _OUTPUT_FORMAT),
+        fields=(
+            _PROMPT,
+            _duration(190),
+            _SEED,
+            _steps(30, 100, 50),
+            FloatField("cfg_scale", 1, 25, api_default=7),
+            _OUTPUT_FORMAT,
+        ),
         duration_field="duration",
         service=STABILITY,
         asynchronous=False,
