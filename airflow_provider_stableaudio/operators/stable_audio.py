@@ -78,23 +78,30 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
     :param prompt: what to generate (templated).
     :param model: the model id (templated); default ``stable-audio`` on the AI/ML API,
         ``stable-audio-3`` on Stability AI (also ``stable-audio-2.5``, ``stable-audio-2``).
-    :param seconds_total: AI/ML API: clip length, 1..47 s (default 30; templated).
-    :param seconds_start: AI/ML API: where the clip starts, 0..47 s, not after ``seconds_total``.
+    :param seconds_total: AI/ML API: clip length, 1..47 whole seconds (default 30; templated).
+    :param seconds_start: AI/ML API: where the clip starts, 1..47 s, not after ``seconds_total``.
     :param steps: diffusion steps: 1..1000 on the AI/ML API (default 100), 4..8 on Stable Audio
-        3 and 2.5, 30..100 on Stable Audio 2 (templated).
-    :param duration: Stability AI: clip length in seconds (1..380 on Stable Audio 3, 1..190 on
-        2.x; templated).
+        3 and 2.5 (the service's default 8), 30..100 on Stable Audio 2 (default 50; templated).
+    :param duration: Stability AI: clip length in seconds, a number (``12.5`` is valid): 1..380 on
+        Stable Audio 3, 1..190 on 2.5 and 2. Left out, the service makes a clip of 190 s
+        (templated).
     :param seed: Stability AI: 0..4294967294, 0 for a random one (templated).
-    :param cfg_scale: Stability AI: how closely to follow the prompt, 1..25 (templated).
+    :param cfg_scale: Stability AI: how closely to follow the prompt, 1..25 (the service's default
+        1 on Stable Audio 3 and 2.5, 7 on 2); not taken by Stable Audio 2.5's inpaint (templated).
     :param output_format: Stability AI: ``mp3`` (default) or ``wav`` (templated).
     :param init_audio: Stability AI: the clip to transform (audio-to-audio) or repair (inpaint): a
-        local path, a URI or an ``ObjectStoragePath``; mp3 or wav, at most 50 MB (templated).
-    :param mode: ``text-to-audio``, ``audio-to-audio`` or ``inpaint``; by default it follows from
-        the fields (``init_audio`` with ``mask_start``/``mask_end`` is inpaint, ``init_audio``
-        otherwise audio-to-audio; templated).
-    :param strength: audio-to-audio: how far the result may move from ``init_audio``, 0.01..1.
-    :param mask_start: inpaint: where the span to regenerate starts, in seconds.
-    :param mask_end: inpaint: where it ends, in seconds, after ``mask_start``.
+        local path, a URI or an ``ObjectStoragePath``; mp3 or wav, 6..380 s and at most 100 MB on
+        Stable Audio 3, 6..190 s and at most 50 MB on 2.5 and 2 (templated).
+    :param mode: ``text-to-audio``, ``audio-to-audio`` or ``inpaint`` (Stable Audio 3 and 2.5;
+        Stable Audio 2 has no inpaint); by default it follows from the fields (``init_audio``
+        with ``mask_start``/``mask_end`` is inpaint, ``init_audio`` otherwise audio-to-audio;
+        templated).
+    :param strength: audio-to-audio: how far the result may move from ``init_audio``: 0..1 on
+        Stable Audio 3 (default 1) and 2, 0.01..1 on 2.5.
+    :param mask_start: inpaint: where the span to regenerate starts, in seconds: 0..380 on Stable
+        Audio 3, 0..190 on 2.5 (default 30).
+    :param mask_end: inpaint: where it ends, in seconds, after ``mask_start`` (default: 380 on
+        Stable Audio 3, 190 on 2.5).
     :param conn_id: the connection: type ``stableaudio`` or ``stability``.
     :param poll_interval: seconds between status checks.
     :param timeout: seconds to wait for the generation (number or timedelta; default 15 min). A
