@@ -267,7 +267,7 @@ def _model(family: str, mode: str, fields: dict[str, str], problems: list[str]) 
         served = sorted(name for name, item in MODELS.items() if item.family == family)
         raise RequestError(400, [f"model: must be one of {', '.join(served)} on this path (got {model!r})"])
     if mode not in spec.modes:
-        raise RequestError(400, [f"model: {model} has no {mode} (got {model!r})"])
+        raise RequestError(400, [f"model: {model} has no {mode}"])
     return model, spec
 
 
