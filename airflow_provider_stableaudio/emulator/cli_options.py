@@ -90,6 +90,11 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="omit the finish-reason and seed headers of Stability audio answers",
     )
+    group.add_argument(
+        "--stability-sa3-access-denied",
+        action="store_true",
+        help="refuse every Stable Audio 3 submit with 403 permission_denied (an account without access)",
+    )
 
 
 def variants_from_cli(args: argparse.Namespace) -> VariantConfig:

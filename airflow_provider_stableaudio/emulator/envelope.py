@@ -1,7 +1,8 @@
 """The APIs' error envelopes, shared by the API, admin and fault responses.
 
 Paths of Stability AI's API (``/v2beta/...``, ``/v1/...``) get Stability's envelope
-``{"id", "name", "errors"}``; every other path gets the AI/ML API's.
+``{"id", "name", "errors"}``, its ``id`` also in the ``x-request-id`` header (every Stability answer
+carries a fresh one: :func:`request_id_header`); every other path gets the AI/ML API's.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def is_stability(path: str) -> bool:
     return path.startswith(STABILITY_PREFIXES)
 
 
+def request_id_header(request_id: str | None = None) -> dict[str, str]:
+    """Stability's ``x-request-id`` header: ``request_id``, or a fresh id for each answer."""
+    return {"x-request-id": request_id or uuid.uuid4().hex}
+
+
+def stability_json(body: object, status: int = 200) -> web.Response:
+    """A Stability JSON answer (not an error) with its ``x-request-id``."""
+    return web.json_response(body, status=status, headers=request_id_header())
+
+
 def stability_error(
     status: int,
     errors: Sequence[str],
@@ -47,11 +58,9 @@ def stability_error(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """Return Stability's error envelope: a request id, an error name and the messages."""
-    body = {
-        "id": uuid.uuid4().hex,
-        "name": name or _STABILITY_NAMES.get(status, "error"),
-        "errors": list(errors),
-    }
+    request_id = uuid.uuid4().hex
+    body = {"id": request_id, "name": name or _STABILITY_NAMES.get(status, "error"), "errors": list(errors)}
+    headers = {**(headers or {}), **request_id_header(request_id)}
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -86,7 +86,7 @@ async def _wake_slow_requests(app: web.Application) -> None:
 
 def build_app(config: EmulatorConfig | None = None) -> web.Application:
     """Return the emulator's aiohttp application (state under ``app[STATE_KEY]``)."""
-    # Stability bodies carry up to 50 MiB of input audio (the AI/ML routes keep aiohttp's 1 MiB).
+    # Stable Audio 3 requests run to 100 MB (the AI/ML routes keep aiohttp's 1 MiB: api.MAX_JSON_BYTES).
     app = web.Application(middlewares=[_faults_and_record], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = EmulatorState(config=config or EmulatorConfig())
     app.on_shutdown.append(_wake_slow_requests)

@@ -11,6 +11,8 @@ decoded, converted, then cut or padded with silence to that length):
 
 Only 16-bit PCM WAV input (mono or stereo, any sample rate) is decoded; other input (mp3, 24-bit
 WAV, ...) falls back to text-to-audio from the prompt, and the ledger says ``derived_from_input: false``.
+An input's length, for validation, is :func:`audio_seconds`: a 16-bit PCM WAV's from its header, an
+MPEG Layer III stream's by walking its frame headers (no decoding).
 
 ``output_format=mp3`` gives a valid MPEG-1 Layer III stream (128 kbit/s, 44.1 kHz, stereo) of
 silent frames covering the duration, behind an ID3v2.4 tag whose ``TXXX:emulator-wav-sha256`` frame
@@ -37,6 +39,9 @@ MP3_FRAME_SAMPLES = 1152
 MP3_FRAME_HEADER = b"\xff\xfb\x90\x04"  # MPEG-1 Layer III, no CRC, 128 kbit/s, 44.1 kHz, stereo
 MP3_FRAME_BYTES = 144 * 128000 // SAMPLE_RATE  # 417, no padding
 MP3_TAG_DESCRIPTION = "emulator-wav-sha256"
+_MPEG_RATES = (44100, 48000, 32000)  # MPEG-1; MPEG-2 halves them, MPEG-2.5 quarters them
+_LAYER3_KBPS_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_LAYER3_KBPS_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)  # MPEG-2 and 2.5
 _BLOCK = SAMPLE_RATE * CHANNELS  # samples per mixing block (bounds the temporary lists)
 _EXTENSIBLE = 0xFFFE
 _PCM_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
@@ -83,6 +88,59 @@ def wav_seconds(data: bytes) -> float | None:
         return None
     channels, rate, _, size = found
     return size // (channels * SAMPLE_WIDTH) / rate
+
+
+def _after_id3(data: bytes) -> int:
+    """The offset past the ID3v2 tags at the start of ``data`` (10-byte header, syncsafe size, footer)."""
+    pos = 0
+    while data[pos : pos + 3] == b"ID3" and len(data) >= pos + 10:
+        size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[pos + 6 : pos + 10]))
+        pos += 10 + size + (10 if data[pos + 5] & 0x10 else 0)
+    return pos
+
+
+def _layer3_frame(header: bytes) -> tuple[int, int, int] | None:
+    """(bytes, samples, sample rate) of the MPEG Layer III frame ``header`` starts, or None."""
+    b1, b2 = header[1], header[2]
+    version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+    bitrate_index, rate_index = b2 >> 4, (b2 >> 2) & 3
+    if header[0] != 0xFF or b1 & 0xE0 != 0xE0 or version == 1 or layer != 1:
+        return None  # not a frame sync, a reserved version, or not Layer III
+    if bitrate_index in (0, 15) or rate_index == 3:
+        return None  # free format (length unknown) or reserved values
+    mpeg1 = version == 3
+    rate = _MPEG_RATES[rate_index] >> (0 if mpeg1 else 1 if version == 2 else 2)
+    kbps = (_LAYER3_KBPS_V1 if mpeg1 else _LAYER3_KBPS_V2)[bitrate_index]
+    samples = MP3_FRAME_SAMPLES if mpeg1 else MP3_FRAME_SAMPLES // 2
+    return samples // 8 * kbps * 1000 // rate + ((b2 >> 1) & 1), samples, rate
+
+
+def mp3_seconds(data: bytes) -> tuple[float, float] | None:
+    """The length of an MPEG Layer III stream (after its ID3v2 tags) from its frames' headers:
+    (shortest, longest), as the last frame may be mostly the encoder's padding.
+
+    Counts the frames that follow one another from the first; what follows them (an ID3v1 tag,
+    junk) is ignored. None when no frame starts right after the tags (free format, Layers I/II, ...).
+    """
+    pos, seconds, last = _after_id3(data), 0.0, 0.0
+    while len(data) >= pos + 4:
+        frame = _layer3_frame(data[pos : pos + 4])
+        if frame is None:
+            break
+        size, samples, rate = frame
+        last = samples / rate
+        seconds += last
+        pos += size
+    return (seconds - last, seconds) if seconds else None
+
+
+def audio_seconds(data: bytes) -> tuple[float, float] | None:
+    """The length of an input clip in seconds, (shortest, longest): exact for a 16-bit PCM WAV,
+    within one frame for MPEG Layer III, None for anything else."""
+    if data[:4] == b"RIFF":
+        seconds = wav_seconds(data)
+        return None if seconds is None else (seconds, seconds)
+    return mp3_seconds(data)
 
 
 def decode_wav(data: bytes) -> array[int] | None:
@@ -186,9 +244,9 @@ def render(request: StabilityRequest, seed: int, filtered: bool) -> tuple[bytes,
     elif source is None:
         samples = tones(request.prompt, seed, frames)
     elif request.mode == "audio-to-audio":
-        samples = mix(
-            fit(source, frames), tones(request.prompt, seed, frames), request.number("strength") or 1
-        )
+        strength = request.number("strength")  # 0 is a strength (the input alone), not "unset"
+        tone = tones(request.prompt, seed, frames)
+        samples = mix(fit(source, frames), tone, 1 if strength is None else strength)
     else:
         start, end = request.number("mask_start") or 0, request.number("mask_end") or 0
         samples = inpaint(fit(source, frames), tones(request.prompt, seed, frames), start, end)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 STARTING_CREDITS = 1000.0
 MODERATE_MARKER = "[emulator:moderate]"  # 403 content_moderation, nothing created
+MODERATE_RESULT_MARKER = "[emulator:moderate-result]"  # created, uncharged; its result is a 403
 FILTER_MARKER = "[emulator:filtered]"  # 200 with finish_reason CONTENT_FILTERED and silence
 
 
@@ -31,7 +32,7 @@ class StabilityGeneration:
     request: StabilityRequest
     asynchronous: bool
     seed: int
-    finish_reason: str
+    finish_reason: str | None  # None: the output was flagged (``moderated``), there is none
     created_at: str
     created: float  # time.monotonic() at creation
     input_size: int | None
@@ -40,6 +41,7 @@ class StabilityGeneration:
     render: asyncio.Future[tuple[bytes, str, bool]] | None = None  # dropped once gone or expired
     completed: float | None = None  # monotonic time it completed, latched
     consumed: bool = False  # served once under stability_results_once
+    moderated: bool = False  # the output was flagged: its result answers 403 content_moderation
     polls: int = 0
     served: int = 0  # 200 answers with the result whose body started
     complete_serves: int = 0
@@ -66,25 +68,28 @@ class StabilityStore:
         asynchronous: bool,
         client: tuple[str | None, str | None] = (None, None),
     ) -> StabilityGeneration:
-        """Record an accepted generation and start rendering its audio in a worker thread."""
+        """Record an accepted generation and start rendering its audio in a worker thread
+        (none for a flagged output: it is never served)."""
         seed = int(request.number("seed") or 0) or 1 + secrets.randbelow(4294967294)  # 0 = random
         filtered = FILTER_MARKER in request.prompt
+        moderated = MODERATE_RESULT_MARKER in request.prompt
         audio = request.audio
         gen = StabilityGeneration(
             id=secrets.token_hex(32),
-            request=request,
+            request=request if not moderated else replace(request, audio=None),
             asynchronous=asynchronous,
             seed=seed,
-            finish_reason="CONTENT_FILTERED" if filtered else "SUCCESS",
+            finish_reason=None if moderated else "CONTENT_FILTERED" if filtered else "SUCCESS",
             created_at=now_iso(),
             created=time.monotonic(),
             input_size=None if audio is None else len(audio),
             input_sha256=None if audio is None else hashlib.sha256(audio).hexdigest(),
             client=client,
+            moderated=moderated,
         )
-        loop = asyncio.get_running_loop()
-        gen.render = loop.run_in_executor(None, render, request, seed, filtered)
-        gen.render.add_done_callback(lambda done: self._rendered(gen, done))
+        if not moderated:
+            gen.render = asyncio.get_running_loop().run_in_executor(None, render, request, seed, filtered)
+            gen.render.add_done_callback(lambda done: self._rendered(gen, done))
         self.generations[gen.id] = gen
         return gen
 
@@ -151,6 +156,7 @@ class StabilityStore:
             "seed": gen.seed,
             "output_format": request.output_format,
             "finish_reason": gen.finish_reason,
+            "moderated": gen.moderated,
             "created_at": gen.created_at,
             "status": self.status(gen, generation_seconds, variants),
             "polls": gen.polls,

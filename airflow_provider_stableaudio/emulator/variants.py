@@ -30,7 +30,12 @@ Stability's API (``stability.py``):
 * ``stability_results_once``: a result is served once, a second ``GET`` answers 404 (default
   ``false``: served until it expires; the contract leaves this unconfirmed).
 * ``stability_audio_headers``: audio answers carry ``finish-reason`` and ``seed`` headers (default
-  ``true``; unconfirmed for audio, so a client must cope without them).
+  ``true``, as documented; ``false`` checks that a client copes without them). ``x-request-id`` is
+  sent either way.
+* ``stability_sa3_access_denied``: the key's account lacks Stable Audio 3 (the document's feature flag
+  ``allow-access-stable-audio-3-api``): every ``POST /v2beta/audio/stable-audio/{mode}`` with a
+  valid key answers 403 ``permission_denied`` and creates nothing (default ``false``; the real
+  status is unconfirmed). Stable Audio 2/2.5 and the results of existing generations are unaffected.
 
 A ledger reset keeps the settings; ``EmulatorServer.clear_variants()`` or ``"clear_variants": true``
 in the JSON restores the defaults.
@@ -102,6 +107,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "stability_result_ttl": _parse_seconds,
     "stability_results_once": _parse_bool,
     "stability_audio_headers": _parse_bool,
+    "stability_sa3_access_denied": _parse_bool,
 }
 VARIANT_NAMES = frozenset(_PARSERS)
 
@@ -123,6 +129,7 @@ class VariantConfig:
     stability_result_ttl: float = 86400.0
     stability_results_once: bool = False
     stability_audio_headers: bool = True
+    stability_sa3_access_denied: bool = False
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -154,3 +161,4 @@ class VariantSettings(TypedDict, total=False):
     stability_result_ttl: float
     stability_results_once: bool
     stability_audio_headers: bool
+    stability_sa3_access_denied: bool

@@ -87,7 +87,7 @@ def test_submit_answers_202_with_an_id_then_in_progress_then_the_audio(server: E
 
 
 def test_unknown_result_id_is_404(server: EmulatorServer) -> None:
-    assert "id:" in error(result(server, "0" * 64), 404, "not_found")[0]
+    assert "id:" in error(result(server, "0" * 64), 404, "generation_not_found")[0]
 
 
 def test_json_accept_gives_base64_audio_finish_reason_and_seed(server: EmulatorServer) -> None:
@@ -233,7 +233,7 @@ CASES = [
     (SUBMIT + "text-to-audio", {"seed": 4294967295}, None, "seed"),
     (SUBMIT + "text-to-audio", {"cfg_scale": 25.5}, None, "cfg_scale"),
     (SUBMIT + "text-to-audio", {"cfg_scale": "strong"}, None, "cfg_scale"),
-    (SYNC + "text-to-audio", {"cfg_scale": 7}, None, "cfg_scale"),  # not a 2.5 field
+    (SYNC + "inpaint", {"cfg_scale": 7}, "wav6", "cfg_scale"),  # not a field of 2.5's inpaint
     (SUBMIT + "text-to-audio", {"output_format": "ogg"}, None, "output_format"),
     (SUBMIT + "text-to-audio", {"prompt": ""}, None, "prompt"),
     (SUBMIT + "text-to-audio", {"prompt": LONG}, None, "prompt"),

@@ -76,7 +76,7 @@ def test_results_expire_after_the_ttl(server: EmulatorServer) -> None:
     assert result(server, generation_id).status_code == 200
     assert result(server, generation_id).status_code == 200  # kept until it expires
     time.sleep(0.6)
-    assert "expired" in error(result(server, generation_id), 404, "not_found")[0]
+    assert "expired" in error(result(server, generation_id), 404, "generation_not_found")[0]
     (generation,) = stability_ledger(server)["generations"]
     assert (generation["status"], generation["served"], generation["polls"]) == ("expired", 2, 3)
 
@@ -274,7 +274,7 @@ def test_ledger_counts_submits_per_model_and_mode_and_results_served(server: Emu
     assert (entry["steps"], entry["duration"], entry["cfg_scale"], entry["content_type"]) == (
         8,
         2,
-        None,
+        1,
         "audio/wav",
     )
     assert ledger["generations"][1]["strength"] == 0.3
