@@ -15,6 +15,7 @@ from airflow_provider_stableaudio import __version__
 from airflow_provider_stableaudio.exceptions import (
     StableAudioContentRefusedError,
     StableAudioDownloadError,
+    StableAudioModelAccessError,
     StableAudioResultGoneError,
     StableAudioRetryableError,
 )
@@ -307,3 +308,35 @@ def test_a_429_whose_lockout_outlasts_the_timeout_is_not_retried_into_the_lockou
     assert caught.value.retry_after == 60
     assert clock.sleeps == []
     assert len(stability.ledger()["requests"]) == 1
+
+
+# --- a 403 is moderation, never the key; Stable Audio 3 is granted per account ------------------
+
+
+def test_a_403_on_a_result_is_refused_content_not_a_refused_key(stability) -> None:
+    hook = StabilityAudioHook()
+    submitted = hook.submit_generation(request("[emulator:moderate-result] a siren"))
+    with pytest.raises(StableAudioContentRefusedError) as caught:
+        hook.wait_for_generation(submitted.id, poll_interval=0.1, timeout=20)
+    message = str(caught.value)
+    assert "HTTP 403" in message and "content_moderation" in message
+    assert "moderation flagged the prompt or the input audio" in message
+    assert "API key" not in message
+    # Refused content is final: no poll after the 403.
+    polls = [r["status"] for r in stability.ledger()["requests"] if r["method"] == "GET"]
+    assert polls[-1] == 403
+    assert polls.count(403) == 1
+
+
+def test_a_stable_audio_3_submit_refused_to_the_account_names_stable_audio_2_5(stability) -> None:
+    stability.set_variants(stability_sa3_access_denied=True)
+    with pytest.raises(StableAudioModelAccessError) as caught:
+        StabilityAudioHook().submit_generation(request())
+    message = str(caught.value)
+    assert "HTTP 403" in message
+    assert "the account may lack access to the model" in message
+    assert "allow-access-stable-audio-3-api" in message
+    assert "model='stable-audio-2.5'" in message
+    assert caught.value.status_code == 403
+    assert [r["status"] for r in stability.ledger()["requests"]] == [403]  # not retried
+    assert generations(stability) == {}

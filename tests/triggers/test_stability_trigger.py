@@ -232,3 +232,13 @@ async def test_a_poll_refused_with_429_waits_out_the_60_s_lockout(
     assert polls[-2:] == [429, 200]  # the hook's wait came first
     # The first sleep spreads triggers over one interval; the second follows the 429.
     assert clock.sleeps[1] >= 60
+
+
+@pytest.mark.asyncio
+async def test_a_403_on_a_result_is_a_content_refused_event_not_a_key_refused_one(stability) -> None:
+    generation_id = submit("[emulator:moderate-result] a siren")
+    event = await one_event(make_trigger(generation_id))
+    assert (event["status"], event["reason"]) == ("error", "content_refused")
+    assert "API key" not in event["message"]
+    with pytest.raises(StableAudioContentRefusedError, match="moderation flagged"):
+        generation_from_event(event)
