@@ -12,7 +12,15 @@ import fsspec
 import pytest
 
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
-from airflow_provider_stableaudio.input_audio import MAX_INPUT_BYTES, InputAudio, sniff_content_type
+from airflow_provider_stableaudio.input_audio import (
+    MAX_INPUT_BYTES,
+    InputAudio,
+    InputAudioLimits,
+    sniff_content_type,
+)
+
+STABLE_AUDIO_3 = InputAudioLimits("stable-audio-3", max_bytes=100 * 10**6, min_seconds=6, max_seconds=380)
+STABLE_AUDIO_25 = InputAudioLimits("stable-audio-2.5", max_bytes=50 * 10**6, min_seconds=6, max_seconds=190)
 
 MP3_ID3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400)
 MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(400)
@@ -51,9 +59,55 @@ class DuckStoragePath:
         return self.uri
 
 
-def rejected(value: Any) -> str:
+def timed_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A real mono 8-bit WAV of ``seconds`` (8 kB a second at 8 kHz: 190 s is 1.5 MB)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        out.writeframes(b"\x80" * round(seconds * rate))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def sparse_long_wav(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes whose header says 48 kHz stereo 24-bit PCM (288,000 bytes a second) filling it."""
+    data_size = size - 44
+    header = (
+        b"RIFF"
+        + (size - 8).to_bytes(4, "little")
+        + b"WAVEfmt "
+        + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + (2).to_bytes(2, "little")
+        + (48000).to_bytes(4, "little")
+        + (288_000).to_bytes(4, "little")
+        + (6).to_bytes(2, "little")
+        + (24).to_bytes(2, "little")
+        + b"data"
+        + data_size.to_bytes(4, "little")
+    )
+    path.write_bytes(header)
+    os.truncate(path, size)
+    return path
+
+
+def cbr_mp3(frames: int) -> bytes:
+    """An ID3v2.4 tag, then ``frames`` MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz), padded as encoders do."""
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x00"
+    out, rest = [tag], 0
+    for _ in range(frames):
+        rest += 144 * 128000 % 44100
+        padding = rest >= 44100
+        rest -= 44100 if padding else 0
+        out.append((b"\xff\xfb\x92\x00" if padding else b"\xff\xfb\x90\x00") + bytes(417 + padding - 4))
+    return b"".join(out)
+
+
+def rejected(value: Any, limits: InputAudioLimits | None = None) -> str:
     with pytest.raises(StableAudioValidationError) as caught:
-        InputAudio.open(value)
+        InputAudio.open(value, limits)
     assert caught.value.field == "init_audio"
     return str(caught.value)
 
@@ -242,3 +296,143 @@ def test_a_clip_that_grew_after_the_check_fails_the_send(tmp_path: Path) -> None
         StableAudioValidationError, match="changed while being sent: checked at 1,644 bytes, now more"
     ):
         b"".join(audio.chunks())
+
+
+# --- limits per model -------------------------------------------------------------------------------------
+
+
+def test_without_limits_the_length_is_neither_measured_nor_checked(tmp_path: Path) -> None:
+    audio = InputAudio.open(timed_wav(tmp_path / "blip.wav", 0.5))
+    assert audio.seconds is None
+
+
+def test_with_limits_the_length_is_measured(tmp_path: Path) -> None:
+    path = timed_wav(tmp_path / "loop.wav", 12.5)
+    assert InputAudio.open(path, STABLE_AUDIO_25).seconds == 12.5
+
+
+def test_a_clip_over_the_models_size_is_refused_with_its_size_the_model_and_its_limit(tmp_path: Path) -> None:
+    path = sparse_long_wav(tmp_path / "huge.wav", 100 * 10**6 + 1)
+    message = rejected(path, STABLE_AUDIO_3)
+    assert message == (
+        f"init_audio {str(path)!r} is 100,000,001 bytes; stable-audio-3 takes at most 100 MB (100,000,000 bytes)"
+    )
+
+
+def test_stable_audio_3_takes_a_clip_of_100_mb(tmp_path: Path) -> None:
+    path = sparse_long_wav(tmp_path / "big.wav", 100 * 10**6)  # 347 s
+    audio = InputAudio.open(path, STABLE_AUDIO_3)
+    assert audio.size == 100 * 10**6
+    assert audio.seconds == pytest.approx((100 * 10**6 - 44) / 288_000)
+
+
+def test_a_clip_stable_audio_3_takes_is_too_large_for_stable_audio_25(tmp_path: Path) -> None:
+    path = sparse_long_wav(tmp_path / "big.wav", 60 * 10**6)  # 208 s: the size is checked first
+    assert InputAudio.open(path, STABLE_AUDIO_3).size == 60 * 10**6
+    message = rejected(path, STABLE_AUDIO_25)
+    assert "is 60,000,000 bytes; stable-audio-2.5 takes at most 50 MB (50,000,000 bytes)" in message
+
+
+def test_an_oversized_clip_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = sparse_long_wav(tmp_path / "huge.wav", 50 * 10**6 + 1)
+    fs = fsspec.filesystem("file")
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("read")
+
+    monkeypatch.setattr(fs, "open", unreadable)
+    assert "stable-audio-2.5 takes at most 50 MB" in rejected(
+        DuckStoragePath(fs, str(path), str(path)), STABLE_AUDIO_25
+    )
+
+
+def test_a_clip_too_short_is_refused_with_its_length_the_model_and_the_range(tmp_path: Path) -> None:
+    path = timed_wav(tmp_path / "short.wav", 4.2)
+    assert rejected(path, STABLE_AUDIO_25) == (
+        f"init_audio {str(path)!r} is 4.2 s long; stable-audio-2.5 takes input clips of 6 to 190 s"
+    )
+
+
+def test_a_clip_just_short_of_the_minimum_shows_the_digits_that_make_it_short(tmp_path: Path) -> None:
+    path = timed_wav(tmp_path / "almost.wav", 47_999 / 8000)  # one frame short: 5.999875 s
+    message = rejected(path, STABLE_AUDIO_3)
+    assert "is 5.9999 s long; stable-audio-3 takes input clips of 6 to 380 s" in message
+
+
+@pytest.mark.parametrize("seconds", [6, 190])
+def test_a_clip_at_either_end_of_the_range_is_taken(tmp_path: Path, seconds: float) -> None:
+    assert InputAudio.open(timed_wav(tmp_path / "edge.wav", seconds), STABLE_AUDIO_25).seconds == seconds
+
+
+def test_a_clip_too_long_for_stable_audio_25_is_taken_by_stable_audio_3(tmp_path: Path) -> None:
+    path = timed_wav(tmp_path / "long.wav", 200)
+    assert "is 200.0 s long; stable-audio-2.5 takes input clips of 6 to 190 s" in rejected(
+        path, STABLE_AUDIO_25
+    )
+    assert InputAudio.open(path, STABLE_AUDIO_3).seconds == 200
+
+
+def test_a_clip_a_few_hundredths_over_the_maximum_is_left_to_the_service(tmp_path: Path) -> None:
+    # An mp3's frames hold the encoder's delay and padding beside the audio: close to the bound, the
+    # service judges.
+    assert InputAudio.open(timed_wav(tmp_path / "a.wav", 190.05), STABLE_AUDIO_25).seconds == 190.05
+    assert "is 190.2 s long" in rejected(timed_wav(tmp_path / "b.wav", 190.2), STABLE_AUDIO_25)
+
+
+def test_an_mp3_on_fsspec_too_short_is_refused_before_the_upload() -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/clips/sting.mp3", cbr_mp3(100))  # 2.6 s
+    try:
+        message = rejected("memory://clips/sting.mp3", STABLE_AUDIO_3)
+        assert message == (
+            "init_audio 'memory://clips/sting.mp3' is 2.6 s long; stable-audio-3 takes input clips of 6 to 380 s"
+        )
+    finally:
+        fs.rm("/clips", recursive=True)
+
+
+def test_an_mp3_on_fsspec_within_the_range_is_taken_with_its_length() -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/clips/bed.mp3", cbr_mp3(1000))
+    try:
+        audio = InputAudio.open("memory://clips/bed.mp3", STABLE_AUDIO_25)
+        assert (audio.content_type, audio.seconds) == ("audio/mpeg", 1000 * 1152 / 44100)
+    finally:
+        fs.rm("/clips", recursive=True)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [MP3_FRAME, MP3_ID3, b"RIFF\x00\x00\x00\x00WAVEjunk"],
+    ids=["one cut frame", "tag and cut frame", "wav without chunks"],
+)
+def test_a_clip_whose_length_cannot_be_measured_is_taken(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "odd.bin"
+    path.write_bytes(content)
+    audio = InputAudio.open(path, STABLE_AUDIO_3)
+    assert (audio.size, audio.seconds) == (len(content), None)
+
+
+def test_the_measured_length_is_no_part_of_equality(tmp_path: Path) -> None:
+    path = timed_wav(tmp_path / "same.wav", 8)
+    assert InputAudio.open(path) == InputAudio.open(path, STABLE_AUDIO_3)
+
+
+def test_an_input_audio_given_limits_is_checked_against_them(tmp_path: Path) -> None:
+    audio = InputAudio.open(timed_wav(tmp_path / "short.wav", 3))
+    assert "is 3.0 s long; stable-audio-3 takes" in rejected(audio, STABLE_AUDIO_3)
+    assert InputAudio.open(InputAudio.open(timed_wav(tmp_path / "ok.wav", 9)), STABLE_AUDIO_3).seconds == 9
+
+
+def test_a_described_clip_has_no_length() -> None:
+    assert InputAudio.described("memory://bucket/in.wav").seconds is None
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "min_seconds", "max_seconds"), [(0, 6, 190), (10**6, 200, 190), (10**6, -1, 190)]
+)
+def test_inconsistent_limits_are_refused(max_bytes: int, min_seconds: float, max_seconds: float) -> None:
+    with pytest.raises(ValueError, match="inconsistent input audio limits"):
+        InputAudioLimits("stable-audio-3", max_bytes, min_seconds, max_seconds)
