@@ -128,8 +128,13 @@ class GenerationRequest:
                     f"{lower} ({said[lower]}) must be less than {upper} ({said[upper]})", field=culprit
                 )
         # Last: the only check that reads storage.
-        opener = InputAudio.open if check_audio else InputAudio.described
-        audio = opener(init_audio) if init_audio is not None else None
+        audio = None
+        if init_audio is not None:
+            audio = (
+                InputAudio.open(init_audio, spec.input_audio)
+                if check_audio
+                else InputAudio.described(init_audio)
+            )
         return cls(model=model, params=body, mode=mode, init_audio=audio)
 
     @property

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio.exceptions import StableAudioValidationError
+from airflow_provider_stableaudio.input_audio import InputAudioLimits
 from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, STABILITY
 
 if TYPE_CHECKING:
@@ -200,6 +201,8 @@ class ModelSpec:
         the model.
     :param access_flag: the feature flag the service's API document puts on the model's paths when
         it grants the model per account.
+    :param input_audio: what it takes as ``init_audio`` (size and length), for models that
+        transform clips.
     """
 
     model_id: str
@@ -213,6 +216,7 @@ class ModelSpec:
     before: tuple[tuple[str, str], ...] = ()
     unnamed_modes: frozenset[str] = frozenset()
     access_flag: str | None = None
+    input_audio: InputAudioLimits | None = None
     field_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -271,6 +275,7 @@ def _mask(maximum: float) -> tuple[Field, ...]:
     )
 
 
+MB = 1000 * 1000
 _STABILITY_ASYNC_PATH = "/v2beta/audio/stable-audio/{mode}"  # 202 + id, then GET /v2beta/audio/results/{id}
 _STABILITY_SYNC_PATH = "/v2beta/audio/stable-audio-2/{mode}"  # 200 + the audio: the call is the wait
 
@@ -301,6 +306,8 @@ MODELS: dict[str, ModelSpec] = {
         },
         before=(("mask_start", "mask_end"),),
         access_flag="allow-access-stable-audio-3-api",
+        # "The maximum request size is 100 MB" (read as 10**6 bytes, the stricter reading).
+        input_audio=InputAudioLimits("stable-audio-3", max_bytes=100 * MB, min_seconds=6, max_seconds=380),
     ),
     "stable-audio-2.5": ModelSpec(
         model_id="stable-audio-2.5",
@@ -317,6 +324,7 @@ MODELS: dict[str, ModelSpec] = {
         },
         before=(("mask_start", "mask_end"),),
         unnamed_modes=frozenset({INPAINT}),
+        input_audio=InputAudioLimits("stable-audio-2.5", max_bytes=50 * MB, min_seconds=6, max_seconds=190),
     ),
     "stable-audio-2": ModelSpec(
         model_id="stable-audio-2",
@@ -334,6 +342,7 @@ MODELS: dict[str, ModelSpec] = {
         submit_path=_STABILITY_SYNC_PATH,
         # No inpaint: /v2beta/audio/stable-audio-2/inpaint is Stable Audio 2.5's alone.
         mode_fields={TEXT_TO_AUDIO: (), AUDIO_TO_AUDIO: (FloatField("strength", 0, 1),)},
+        input_audio=InputAudioLimits("stable-audio-2", max_bytes=50 * MB, min_seconds=6, max_seconds=190),
     ),
 }
 

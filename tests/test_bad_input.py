@@ -157,8 +157,14 @@ STABILITY_CASES: list[tuple[str, dict[str, Any], type[Exception], list[str]]] = 
      {"model": "stable-audio-2.5", "wait_for_completion": False, "output_path": None}, StableAudioConfigError,
      ["wait_for_completion=False does not apply to stable-audio-2.5"]),
     ("init_audio missing", {"init_audio": "nowhere.wav"}, StableAudioValidationError, ["init_audio", "does not exist"]),
-    ("init_audio too large", {"init_audio": "huge.wav"}, StableAudioValidationError,
-     ["init_audio", "the limit is 50 MB"]),
+    ("init_audio over 100 MB on Stable Audio 3", {"init_audio": "huge.wav"}, StableAudioValidationError,
+     ["init_audio", "stable-audio-3 takes at most 100 MB (100,000,000 bytes)"]),
+    ("init_audio over 50 MB on Stable Audio 2.5", {"model": "stable-audio-2.5", "init_audio": "large.wav"},
+     StableAudioValidationError, ["init_audio", "stable-audio-2.5 takes at most 50 MB (50,000,000 bytes)"]),
+    ("init_audio shorter than 6 s", {"init_audio": "short.wav"}, StableAudioValidationError,
+     ["init_audio", "is 5.0 s long; stable-audio-3 takes input clips of 6 to 380 s"]),
+    ("init_audio longer than 190 s on Stable Audio 2.5", {"model": "stable-audio-2.5", "init_audio": "long.wav"},
+     StableAudioValidationError, ["init_audio", "is 191.0 s long; stable-audio-2.5 takes input clips of 6 to 190 s"]),
     ("init_audio not audio", {"init_audio": "notes.txt"}, StableAudioValidationError,
      ["init_audio", "is not mp3 or wav audio"]),
 ]  # fmt: skip
@@ -174,9 +180,12 @@ def test_stability_input(
 
     (tmp_path / WAV).write_bytes(synthesize_wav("input", 8))
     (tmp_path / "notes.txt").write_text("not a sound\n" * 100)
-    with (tmp_path / "huge.wav").open("wb") as huge:  # sparse: 50 MB + 1 byte on disk costs nothing
-        huge.write(b"RIFF\0\0\0\0WAVE")
-        huge.truncate(50_000_001)
+    (tmp_path / "short.wav").write_bytes(synthesize_wav("short", 5))
+    (tmp_path / "long.wav").write_bytes(synthesize_wav("long", 191))
+    for name, size in (("huge.wav", 100_000_001), ("large.wav", 50_000_001)):
+        with (tmp_path / name).open("wb") as sparse:  # sparse: its size on disk costs nothing
+            sparse.write(b"RIFF\0\0\0\0WAVE")
+            sparse.truncate(size)
     if "init_audio" in kwargs:
         kwargs = {**kwargs, "init_audio": str(tmp_path / kwargs["init_audio"])}
     kwargs = {"output_path": "clip.wav", **kwargs}

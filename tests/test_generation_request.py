@@ -18,9 +18,10 @@ from airflow_provider_stableaudio.generation_request import (
     returned_fields,
     service_of,
 )
-from airflow_provider_stableaudio.input_audio import MAX_INPUT_BYTES
 from airflow_provider_stableaudio.models import number_text
 from tests.test_input_audio import sparse_wav, write_wav
+
+EIGHT_SECONDS = 8 * 8000  # frames of write_wav's 8 kHz mono: Stability takes input clips of 6 s or more
 
 
 def test_defaults_are_filled_in() -> None:
@@ -136,7 +137,7 @@ SUBMIT_2 = "/v2beta/audio/stable-audio-2/"
 
 @pytest.fixture
 def clip(tmp_path: Path) -> str:
-    return str(write_wav(tmp_path / "last-week.wav"))
+    return str(write_wav(tmp_path / "last-week.wav", EIGHT_SECONDS))
 
 
 @pytest.mark.parametrize(
@@ -295,7 +296,7 @@ def test_the_fingerprint_of_a_text_request_is_unchanged_by_modes() -> None:
 
 
 def test_the_fingerprint_covers_the_mode_and_the_input_clips_location_and_size(tmp_path: Path) -> None:
-    first, other = write_wav(tmp_path / "a.wav"), write_wav(tmp_path / "b.wav")
+    first, other = write_wav(tmp_path / "a.wav", EIGHT_SECONDS), write_wav(tmp_path / "b.wav", EIGHT_SECONDS)
 
     def digest(**params: Any) -> str:
         return GenerationRequest.build("stable-audio-3", prompt="x", **params).fingerprint()
@@ -303,7 +304,7 @@ def test_the_fingerprint_covers_the_mode_and_the_input_clips_location_and_size(t
     base = digest(init_audio=first)
     assert digest(init_audio=str(first)) == base
     assert len({base, digest(), digest(init_audio=other), digest(init_audio=first, mode="inpaint")}) == 4
-    write_wav(first, frames=900)
+    write_wav(first, frames=EIGHT_SECONDS + 100)
     assert digest(init_audio=first) != base
 
 
@@ -470,8 +471,14 @@ BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("a mask past 2.5's bound", "stable-audio-2.5", {"init_audio": "CLIP", "mask_start": 10, "mask_end": 200},
      "mask_end", "mask_end must be a number from 0 to 190, got 200"),
     ("init_audio missing", "stable-audio-3", {"init_audio": "MISSING"}, "init_audio", "MISSING' does not exist"),
-    ("init_audio too large", "stable-audio-3", {"init_audio": "HUGE"}, "init_audio",
-     "is 50,000,001 bytes; the limit is 50 MB (50,000,000 bytes)"),
+    ("init_audio over 100 MB on Stable Audio 3", "stable-audio-3", {"init_audio": "HUGE"}, "init_audio",
+     "is 100,000,001 bytes; stable-audio-3 takes at most 100 MB (100,000,000 bytes)"),
+    ("init_audio over 50 MB on Stable Audio 2.5", "stable-audio-2.5", {"init_audio": "LARGE"}, "init_audio",
+     "is 50,000,001 bytes; stable-audio-2.5 takes at most 50 MB (50,000,000 bytes)"),
+    ("init_audio shorter than 6 s", "stable-audio-3", {"init_audio": "SHORT"}, "init_audio",
+     "is 5.0 s long; stable-audio-3 takes input clips of 6 to 380 s"),
+    ("init_audio longer than 190 s on Stable Audio 2", "stable-audio-2", {"init_audio": "LONG"}, "init_audio",
+     "is 200.0 s long; stable-audio-2 takes input clips of 6 to 190 s"),
     ("init_audio not audio", "stable-audio-2.5", {"init_audio": "TEXT", "strength": 0.2}, "init_audio",
      "is not mp3 or wav audio"),
 ]  # fmt: skip
@@ -482,9 +489,12 @@ def test_stability_bad_input_names_the_field_and_what_is_allowed(
     tmp_path: Path, case: str, model: str, params: dict, field: str, message: str
 ) -> None:
     files = {
-        "CLIP": write_wav(tmp_path / "clip.wav"),
+        "CLIP": write_wav(tmp_path / "clip.wav", EIGHT_SECONDS),
+        "SHORT": write_wav(tmp_path / "short.wav", 5 * 8000),
+        "LONG": write_wav(tmp_path / "long.wav", 200 * 8000),
+        "LARGE": sparse_wav(tmp_path / "large.wav", 50_000_001),
         "MISSING": tmp_path / "MISSING",
-        "HUGE": sparse_wav(tmp_path / "huge.wav", MAX_INPUT_BYTES + 1),
+        "HUGE": sparse_wav(tmp_path / "huge.wav", 100_000_001),
         "TEXT": tmp_path / "notes.wav",
     }
     files["TEXT"].write_text("not audio")
