@@ -106,7 +106,7 @@ def test_batch_maps_one_task_per_prompt(connection, tmp_path: Path) -> None:
         assert xcoms[("generate", "generation_id", index)] == by_prompt[prompt]["id"]
         assert xcoms[("generate", "return_value", index)] == urls[index]
         assert duration(xcoms[("generate", "local_path", index)]) == 4
-    # The emulator charges 252 credits per diffusion step (CREDITS_PER_STEP): 3 clips of 100 steps.
+    # The emulator charges 252 credits per diffusion step (credits_per_step): 3 clips of 100 steps.
     assert [xcoms[("generate", "audio_file", i)]["credits_used"] for i in range(3)] == [25200] * 3
     assert xcoms[("report_cost", "return_value", -1)] == {
         "clips": 3,

@@ -20,7 +20,7 @@ from tests.decorators.test_stable_audio_decorator import decorated
 from tests.operators.test_stable_audio_operator import RecordingTI, operator
 
 FACET = "stableAudioGeneration"
-# 252 credits per diffusion step in the emulator (CREDITS_PER_STEP), 100 steps by default.
+# 252 credits per diffusion step in the emulator (credits_per_step), 100 steps by default.
 CREDITS = 25200
 
 

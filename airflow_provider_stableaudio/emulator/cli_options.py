@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .faults import RATE_NAMES, SETTING_NAMES, FaultConfig
 from .variants import (
+    COMPLETED_STATUSES,
     CONTENT_TYPES,
     CREATE_STATUSES,
     FAILED_STATUSES,
@@ -70,6 +71,14 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--url-ttl-seconds", type=float, default=None, metavar="S", help="audio URLs expire (default: never)"
     )
+    group.add_argument("--completed-status", default=defaults.completed_status, choices=COMPLETED_STATUSES)
+    group.add_argument(
+        "--credits-per-step",
+        type=_number,
+        default=defaults.credits_per_step,
+        metavar="N",
+        help="credits_used is N times steps; may be fractional (default: %(default)s)",
+    )
     group.add_argument(
         "--stability-result-ttl",
         type=float,
@@ -86,6 +95,11 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="omit the finish-reason and seed headers of Stability audio answers",
     )
+
+
+def _number(text: str) -> int | float:
+    """A whole number stays an ``int`` (``252``), anything else is a ``float`` (``0.125``)."""
+    return int(text) if text.isascii() and text.isdigit() else float(text)
 
 
 def variants_from_cli(args: argparse.Namespace) -> VariantConfig:
