@@ -25,7 +25,8 @@ class GenerationState(enum.Enum):
     FAILED = "failed"
 
 
-# The schema names queued/generating/completed/error; real clients also meet the others.
+# The schema names queued/generating/completed/error; real clients also meet the others, and the
+# vendor's prose for stable-audio says a finished generation is "complete".
 STATUS_STATES: dict[str, GenerationState] = {
     "queued": GenerationState.PENDING,
     "generating": GenerationState.PENDING,
@@ -33,6 +34,7 @@ STATUS_STATES: dict[str, GenerationState] = {
     "active": GenerationState.PENDING,
     "processing": GenerationState.PENDING,
     "completed": GenerationState.SUCCEEDED,
+    "complete": GenerationState.SUCCEEDED,
     "error": GenerationState.FAILED,
     "failed": GenerationState.FAILED,
 }
