@@ -74,7 +74,7 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--completed-status", default=defaults.completed_status, choices=COMPLETED_STATUSES)
     group.add_argument(
         "--credits-per-step",
-        type=_number,
+        type=number,
         default=defaults.credits_per_step,
         metavar="N",
         help="credits_used is N times steps; may be fractional (default: %(default)s)",
@@ -97,8 +97,9 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _number(text: str) -> int | float:
-    """A whole number stays an ``int`` (``252``), anything else is a ``float`` (``0.125``)."""
+def number(text: str) -> int | float:
+    """A whole number stays an ``int`` (``252``), anything else is a ``float`` (``0.125``); the name is
+    argparse's word for a bad value."""
     return int(text) if text.isascii() and text.isdigit() else float(text)
 
 
