@@ -19,7 +19,12 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioResultGoneError,
     StableAudioTimeoutError,
 )
-from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
+from airflow_provider_stableaudio.generation_result import (
+    AudioFile,
+    Generation,
+    GenerationState,
+    credits_number,
+)
 from airflow_provider_stableaudio.services import AIMLAPI
 from airflow_provider_stableaudio.stability_result import RESULT_TTL_HOURS
 
@@ -143,7 +148,7 @@ def generation_from_event(event: Any, *, generation_id: str | None = None) -> Ge
             seed=event.get("seed"),
             finish_reason=event.get("finish_reason"),
         ),
-        credits_used=event.get("credits_used"),
+        credits_used=credits_number(event.get("credits_used")),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +27,8 @@ class GenerationState(enum.Enum):
     FAILED = "failed"
 
 
-# The schema names queued/generating/completed/error; real clients also meet the others.
+# The schema names queued/generating/completed/error; real clients also meet the others, and the
+# vendor's prose for stable-audio says a finished generation is "complete".
 STATUS_STATES: dict[str, GenerationState] = {
     "queued": GenerationState.PENDING,
     "generating": GenerationState.PENDING,
@@ -33,6 +36,7 @@ STATUS_STATES: dict[str, GenerationState] = {
     "active": GenerationState.PENDING,
     "processing": GenerationState.PENDING,
     "completed": GenerationState.SUCCEEDED,
+    "complete": GenerationState.SUCCEEDED,
     "error": GenerationState.FAILED,
     "failed": GenerationState.FAILED,
 }
@@ -86,7 +90,8 @@ class Generation:
     :param state: what that word means.
     :param audio_file: the file, once completed.
     :param error_message: the API's reason, once failed.
-    :param credits_used: ``meta.usage.credits_used`` when sent.
+    :param credits_used: ``meta.usage.credits_used`` when sent, as sent: an ``int``, or a ``float``
+        for a fraction (the schema's type is ``number``); see :func:`credits_number`.
     :param stored_at: where its audio was stored, when the answer that reported it finished was
         the audio itself and went straight to storage (Stability AI).
     """
@@ -96,7 +101,7 @@ class Generation:
     state: GenerationState
     audio_file: AudioFile | None = None
     error_message: str | None = None
-    credits_used: int | None = None
+    credits_used: int | float | None = None
     stored_at: str | None = None
 
 
@@ -105,9 +110,28 @@ def _optional_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # isdigit() alone admits "²", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def credits_number(value: Any) -> int | float | None:
+    """A usage figure as a number: an ``int`` stays one, a ``float`` (``12.5``) stays one, a decimal
+    string (``"12"``, ``"12.5"``) becomes one.
+
+    Anything that is no cost reads as unknown (``None``) rather than failing the task over a figure:
+    a bool, a negative number, NaN or infinity (neither fits in JSON, so neither could reach an XCom
+    or a lineage event), any other string or type.
+    """
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = float(value) if "." in value else int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if 0 <= value < math.inf else None
 
 
 def _error_message(error: Any) -> str | None:
@@ -150,7 +174,7 @@ def parse_generation(body: Any, *, generation_id: str | None = None) -> Generati
         )
     meta = body.get("meta")
     usage = meta.get("usage") if isinstance(meta, dict) else None
-    credits_used = _optional_int(usage.get("credits_used")) if isinstance(usage, dict) else None
+    credits_used = credits_number(usage.get("credits_used")) if isinstance(usage, dict) else None
     return Generation(
         id=gen_id,
         status=str(status),

@@ -27,7 +27,8 @@ class StableAudioGenerationRunFacet(RunFacet):
     """The Stable Audio generation a task run made or waited for.
 
     :param generation_id: the API's generation id (``None`` for a synchronous Stability model).
-    :param credits_used: what the generation cost (``meta.usage.credits_used``), when the API said.
+    :param credits_used: what the generation cost (``meta.usage.credits_used``), when the API said:
+        an ``int``, or a ``float`` when the API reported a fraction.
     :param model: the model asked for (``None`` for the sensor, which did not send the request).
     :param parameters: the request's fields (``prompt``, ``seconds_total``, ...), defaults included.
     :param audio_file: what the service said of the file (``content_type``, ``file_size``, and on
@@ -35,7 +36,7 @@ class StableAudioGenerationRunFacet(RunFacet):
     """
 
     generation_id: str | None
-    credits_used: int | None = None
+    credits_used: int | float | None = None
     model: str | None = None
     parameters: dict[str, Any] | None = None
     audio_file: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,16 @@ EVERY_VARIANT = {
     "waiting_then_active": {"pending_statuses": ["waiting", "active"]},
     "octet_stream": {"content_type": "application/octet-stream"},
     "expiring_urls": {"url_ttl_seconds": 3600},
+    "complete": {"completed_status": "complete"},
+    "fractional_credits": {"credits_per_step": 0.125},
     "all_at_once": {
         "create_status": 201,
         "id_field": "generation_id",
         "pending_statuses": ["waiting", "active"],
         "content_type": "application/octet-stream",
         "url_ttl_seconds": 3600,
+        "completed_status": "complete",
+        "credits_per_step": 0.125,
     },
 }
 
@@ -53,11 +58,17 @@ def sole_generation(emulator: EmulatorServer) -> dict[str, Any]:
     return generation
 
 
+def credits(emulator: EmulatorServer) -> int | float:
+    """What the emulator reported the sole generation cost."""
+    return sole_generation(emulator)["steps"] * emulator.variants.credits_per_step
+
+
 def assert_clip(emulator: EmulatorServer, ctx: dict[str, Any], path: Path) -> None:
-    """The task pushed the emulator's id and content type and downloaded exactly its file."""
+    """The task pushed the emulator's id, content type and credits and downloaded exactly its file."""
     generation = sole_generation(emulator)
     assert ctx["ti"].xcom("generation_id") == generation["id"]
     assert ctx["ti"].xcom("audio_file")["content_type"] == emulator.variants.content_type
+    assert ctx["ti"].xcom("audio_file")["credits_used"] == credits(emulator)
     assert ctx["ti"].xcom("local_path") == str(path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == generation["sha256"]
 
@@ -85,10 +96,12 @@ def test_the_deferred_operator_waits_out_every_pending_status_and_downloads(
     assert repr(connection.variants.pending_statuses[0]) in timed_out["message"]
 
     connection.set_generation_seconds(0)
-    trigger.end_time = float("inf")
+    # A deadline, not forever: a status the provider misreads ends in a timeout event, not a hang.
+    trigger.end_time = time.time() + 60
     (event,) = [event.payload for event in asyncio.run(_events(trigger))]
     assert event["status"] == "success"
     assert event["content_type"] == connection.variants.content_type
+    assert event["credits_used"] == credits(connection)
     assert op.execute_complete(ctx, event) == event["url"]
     assert_clip(connection, ctx, target)
 
@@ -101,7 +114,7 @@ def test_the_operator_on_the_worker_completes_and_downloads(
     connection: EmulatorServer, variant: dict[str, Any], tmp_path: Path
 ) -> None:
     ctx, target = context(), tmp_path / "clip.wav"
-    url = operator(deferrable=False, output_path=str(target)).execute(ctx)
+    url = operator(deferrable=False, output_path=str(target), timeout=60).execute(ctx)
     assert url == ctx["ti"].xcom("audio_file")["url"]
     assert_clip(connection, ctx, target)
 
@@ -119,6 +132,7 @@ def test_the_sensor_pokes_through_every_pending_status_and_downloads(
     assert isinstance(done, PokeReturnValue)
     assert done.xcom_value == ctx["ti"].xcom("audio_file")["url"]
     assert ctx["ti"].xcom("audio_file")["content_type"] == connection.variants.content_type
+    assert ctx["ti"].xcom("audio_file")["credits_used"] == credits(connection)
     assert hashlib.sha256(target.read_bytes()).hexdigest() == sole_generation(connection)["sha256"]
 
 

@@ -92,6 +92,8 @@ def test_daily_jingle_feeds_the_asset_consumer(connection, tmp_path: Path) -> No
 
 @pytest.mark.usefixtures("airflow_db")
 def test_batch_maps_one_task_per_prompt(connection, tmp_path: Path) -> None:
+    # The schema's credits_used is a number: the cost report must keep a fraction.
+    connection.set_variants(credits_per_step=0.125)
     dag = load_dag("example_stable_audio_batch.py", "example_stable_audio_batch")
     run = dag.test(run_conf={"output_dir": str(tmp_path)})
     assert run.state == "success"
@@ -106,11 +108,11 @@ def test_batch_maps_one_task_per_prompt(connection, tmp_path: Path) -> None:
         assert xcoms[("generate", "generation_id", index)] == by_prompt[prompt]["id"]
         assert xcoms[("generate", "return_value", index)] == urls[index]
         assert duration(xcoms[("generate", "local_path", index)]) == 4
-    # The emulator charges 252 credits per diffusion step (CREDITS_PER_STEP): 3 clips of 100 steps.
-    assert [xcoms[("generate", "audio_file", i)]["credits_used"] for i in range(3)] == [25200] * 3
+    # 0.125 credits per diffusion step: 3 clips of 100 steps.
+    assert [xcoms[("generate", "audio_file", i)]["credits_used"] for i in range(3)] == [12.5] * 3
     assert xcoms[("report_cost", "return_value", -1)] == {
         "clips": 3,
-        "credits_used": 75600,
+        "credits_used": 37.5,
         "cost_unknown": [],
     }
 

@@ -20,7 +20,7 @@ from tests.decorators.test_stable_audio_decorator import decorated
 from tests.operators.test_stable_audio_operator import RecordingTI, operator
 
 FACET = "stableAudioGeneration"
-# 252 credits per diffusion step in the emulator (CREDITS_PER_STEP), 100 steps by default.
+# 252 credits per diffusion step in the emulator (credits_per_step), 100 steps by default.
 CREDITS = 25200
 
 
@@ -101,6 +101,18 @@ def test_without_output_path_there_is_no_output_dataset_but_the_facet(connection
     outputs, facet = facets_of(op)
     assert outputs == []
     assert facet["credits_used"] == CREDITS
+
+
+def test_the_facet_keeps_fractional_credits(connection) -> None:
+    from openlineage.client.serde import Serde
+
+    connection.set_generation_seconds(0)
+    connection.set_variants(credits_per_step=0.125)  # 12.5 credits at 100 steps
+    op = operator(deferrable=False)
+    op.execute({"ti": RecordingTI()})
+    facet = op.get_openlineage_facets_on_complete(None).run_facets[FACET]
+    assert facet.credits_used == 12.5
+    assert json.loads(Serde.to_json(facet))["credits_used"] == 12.5  # as the event carries it
 
 
 def test_the_sensor_reports_the_clip_without_the_request_it_did_not_send(connection, tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from . import faults
 from .audio import wav_size
 from .envelope import error_response
 from .state import MODEL, STATE_KEY
+from .variants import COMPLETED_STATUSES
 
 GENERATION_ERROR = "The model failed to generate audio for this prompt"
-CREDITS_PER_STEP = 252
 GENERATION_PATH = "/v2/generate/audio"
 FILES_PREFIX = "/files/"
 MAX_JSON_BYTES = 1024**2  # aiohttp's default client_max_size; the app's is larger for Stability's audio
@@ -114,7 +114,7 @@ async def create(request: web.Request) -> web.Response:
     body = {
         variants.id_field: gen.id,
         "status": variants.pending_statuses[0],
-        "meta": {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}},
+        "meta": {"usage": {"credits_used": variants.credits_per_step * gen.steps}},
     }
     return web.json_response(body, status=variants.create_status)
 
@@ -133,7 +133,7 @@ async def poll(request: web.Request) -> web.Response:
     status = state.status(gen)
     variants = state.config.variants
     body: dict[str, Any] = {variants.id_field: gen.id, "status": status, "audio_file": None, "error": None}
-    if status == "completed":
+    if status in COMPLETED_STATUSES:
         base = (state.config.public_base_url or f"{request.scheme}://{request.host}").rstrip("/")
         url = f"{base}{FILES_PREFIX}{gen.file_name}"
         if variants.url_ttl_seconds is not None:
@@ -145,7 +145,7 @@ async def poll(request: web.Request) -> web.Response:
             "file_name": gen.file_name,
             "file_size": wav_size(gen.seconds_total),
         }
-        body["meta"] = {"usage": {"credits_used": CREDITS_PER_STEP * gen.steps}}
+        body["meta"] = {"usage": {"credits_used": variants.credits_per_step * gen.steps}}
     elif status in ("error", "failed"):
         body["error"] = {"name": "GenerationError", "message": GENERATION_ERROR}
     return web.json_response(body)
@@ -163,7 +163,7 @@ def _expired(expires: str | None) -> bool:
 async def download(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     gen = state.files.get(request.match_info["name"])
-    if gen is None or state.status(gen) != "completed":
+    if gen is None or state.status(gen) not in COMPLETED_STATUSES:
         return error_response(request, 404, "File not found")
     if _expired(request.query.get("expires")):
         return error_response(request, 403, "Request has expired")

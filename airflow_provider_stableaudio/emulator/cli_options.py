@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .faults import RATE_NAMES, SETTING_NAMES, FaultConfig
 from .variants import (
+    COMPLETED_STATUSES,
     CONTENT_TYPES,
     CREATE_STATUSES,
     FAILED_STATUSES,
@@ -74,6 +75,14 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--url-ttl-seconds", type=float, default=None, metavar="S", help="audio URLs expire (default: never)"
     )
+    group.add_argument("--completed-status", default=defaults.completed_status, choices=COMPLETED_STATUSES)
+    group.add_argument(
+        "--credits-per-step",
+        type=number,
+        default=defaults.credits_per_step,
+        metavar="N",
+        help="credits_used is N times steps; may be fractional (default: %(default)s)",
+    )
     group.add_argument(
         "--stability-result-ttl",
         type=float,
@@ -95,6 +104,12 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse every Stable Audio 3 submit with 403 permission_denied (an account without access)",
     )
+
+
+def number(text: str) -> int | float:
+    """A whole number stays an ``int`` (``252``), anything else is a ``float`` (``0.125``); the name is
+    argparse's word for a bad value."""
+    return int(text) if text.isascii() and text.isdigit() else float(text)
 
 
 def variants_from_cli(args: argparse.Namespace) -> VariantConfig:

@@ -109,7 +109,8 @@ class EmulatorState:
         elapsed = time.monotonic() - gen.created
         if elapsed >= total:
             failed = gen.forced_error or ERROR_MARKER in gen.prompt
-            gen.terminal = self.config.variants.failed_status if failed else "completed"
+            variants = self.config.variants
+            gen.terminal = variants.failed_status if failed else variants.completed_status
             return gen.terminal
         return self.config.variants.pending_status(elapsed / total)
 

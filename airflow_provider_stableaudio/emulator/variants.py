@@ -21,6 +21,11 @@ client must accept all of. Each is a setting with the same name everywhere: keyw
   (the URL carries ``?expires=<unix time in milliseconds>``; later downloads get 403 "Request has
   expired", as from a CDN's signed URL; each poll hands out a fresh URL). Default ``null``: URLs
   never expire. ``0`` hands out URLs that are already expired.
+* ``completed_status``: the status of a finished generation, ``"completed"`` (schema, default) or
+  ``"complete"`` (the vendor's prose for ``stable-audio``).
+* ``credits_per_step``: ``meta.usage.credits_used`` is this times ``steps`` (default ``252``: 25200
+  at the default 100 steps). The schema's type is ``number``: a fraction such as ``0.125`` reports
+  fractional credits (12.5 at 100 steps).
 
 Stability's API (``stability.py``):
 
@@ -55,6 +60,7 @@ CREATE_STATUSES = (200, 201)
 ID_FIELDS = ("id", "generation_id")
 FAILED_STATUSES = ("error", "failed")
 CONTENT_TYPES = ("audio/wav", "application/octet-stream")
+COMPLETED_STATUSES = ("completed", "complete")
 
 
 def _one_of(allowed: Sequence[Any]) -> Callable[[object], Any]:
@@ -97,6 +103,13 @@ def _parse_ttl(value: object) -> float | None:
     return float(value)
 
 
+def _parse_credits(value: object) -> int | float:
+    # Not made a float: the default's credits_used stays an integer, as the real API's examples are.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
 _PARSERS: dict[str, Callable[[object], Any]] = {
     "create_status": _one_of(CREATE_STATUSES),
     "id_field": _one_of(ID_FIELDS),
@@ -104,6 +117,8 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "failed_status": _one_of(FAILED_STATUSES),
     "content_type": _one_of(CONTENT_TYPES),
     "url_ttl_seconds": _parse_ttl,
+    "completed_status": _one_of(COMPLETED_STATUSES),
+    "credits_per_step": _parse_credits,
     "stability_result_ttl": _parse_seconds,
     "stability_results_once": _parse_bool,
     "stability_audio_headers": _parse_bool,
@@ -126,6 +141,8 @@ class VariantConfig:
     failed_status: str = "error"
     content_type: str = "audio/wav"
     url_ttl_seconds: float | None = None
+    completed_status: str = "completed"
+    credits_per_step: int | float = 252
     stability_result_ttl: float = 86400.0
     stability_results_once: bool = False
     stability_audio_headers: bool = True
@@ -158,6 +175,8 @@ class VariantSettings(TypedDict, total=False):
     failed_status: str
     content_type: str
     url_ttl_seconds: float | None
+    completed_status: str
+    credits_per_step: int | float
     stability_result_ttl: float
     stability_results_once: bool
     stability_audio_headers: bool

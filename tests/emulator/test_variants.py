@@ -46,8 +46,12 @@ def test_defaults_are_the_current_schema(server: EmulatorServer) -> None:
     status, body = create(server)
     assert (status, body["status"], set(body)) == (200, "queued", {"id", "status", "meta"})
     done = poll(server, body["id"])
+    assert done["status"] == "completed"
     assert done["audio_file"]["content_type"] == "audio/wav"
     assert "?" not in done["audio_file"]["url"]
+    # 252 credits per step, 100 steps: an integer, as in the real API's examples.
+    assert body["meta"]["usage"]["credits_used"] == done["meta"]["usage"]["credits_used"] == 25200
+    assert isinstance(done["meta"]["usage"]["credits_used"], int)
 
 
 def test_create_answers_201_with_generation_id(server: EmulatorServer) -> None:
@@ -76,6 +80,25 @@ def test_failed_generations_can_say_failed(server: EmulatorServer) -> None:
     failed = poll(server, generation_id)
     assert failed["status"] == "failed"
     assert failed["error"]["name"] == "GenerationError"
+
+
+def test_finished_generations_can_say_complete(server: EmulatorServer) -> None:
+    server.set_variants(completed_status="complete")
+    _, body = create(server)
+    done = poll(server, body["id"])
+    assert done["status"] == "complete"
+    assert server.ledger()["generations"][0]["status"] == "complete"
+    audio = done["audio_file"]
+    status, _, data = call(server, "GET", urllib.parse.urlsplit(audio["url"]).path, key=None)
+    assert (status, len(data)) == (200, audio["file_size"])
+
+
+def test_credits_used_can_be_fractional(server: EmulatorServer) -> None:
+    server.set_variants(credits_per_step=0.125)
+    status, _, raw = call(server, "POST", PATH, {**BODY, "steps": 100})
+    assert status == 200
+    assert b'"credits_used": 12.5' in raw  # a JSON number, not a string
+    assert poll(server, json.loads(raw)["id"])["meta"]["usage"]["credits_used"] == 12.5
 
 
 def test_octet_stream_content_type_in_the_body_and_the_download(server: EmulatorServer) -> None:
@@ -115,6 +138,10 @@ def test_config_endpoint_sets_validates_and_clears_variants(server: EmulatorServ
         ({"content_type": "audio/mpeg"}, "content_type: must be one of"),
         ({"url_ttl_seconds": -1}, "url_ttl_seconds: must be a finite number >= 0 or null"),
         ({"id_field": True}, "id_field: must be one of id, generation_id"),
+        ({"completed_status": "done"}, "completed_status: must be one of completed, complete"),
+        ({"credits_per_step": -1}, "credits_per_step: must be a finite number >= 0"),
+        ({"credits_per_step": "12.5"}, "credits_per_step: must be a finite number >= 0"),
+        ({"credits_per_step": True}, "credits_per_step: must be a finite number >= 0"),
         ({"clear_variants": "yes"}, "clear_variants: must be a boolean"),
     ):
         status, _, raw = call(server, "POST", "/_emulator/config", bad, key=None)
@@ -147,6 +174,10 @@ def test_cli_flags_set_every_variant() -> None:
             "application/octet-stream",
             "--url-ttl-seconds",
             "60",
+            "--completed-status",
+            "complete",
+            "--credits-per-step",
+            "0.125",
         ]
     )
     assert args.variants == VariantConfig(
@@ -156,5 +187,9 @@ def test_cli_flags_set_every_variant() -> None:
         failed_status="failed",
         content_type="application/octet-stream",
         url_ttl_seconds=60,
+        completed_status="complete",
+        credits_per_step=0.125,
     )
     assert _parse_args([]).variants == VariantConfig()
+    assert _parse_args(["--credits-per-step", "300"]).variants.credits_per_step == 300
+    assert isinstance(_parse_args(["--credits-per-step", "300"]).variants.credits_per_step, int)

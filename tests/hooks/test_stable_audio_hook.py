@@ -122,6 +122,27 @@ def test_wait_times_out_naming_id_and_last_status(connection) -> None:
         hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=0.3)
 
 
+def test_wait_delivers_a_generation_reported_complete(connection, tmp_path: Path) -> None:
+    connection.set_variants(completed_status="complete")  # the vendor's prose, not the schema
+    hook = StableAudioHook()
+    generation = hook.submit_generation(request())
+    done = hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=10)
+    assert (done.state, done.status) == (GenerationState.SUCCEEDED, "complete")
+    assert connection.ledger()["generations"][0]["status"] == "complete"
+    assert done.audio_file is not None
+    target = Path(hook.store_result(done, tmp_path / "clip.wav"))
+    assert target.stat().st_size == done.audio_file.file_size
+
+
+def test_fractional_credits_are_kept_at_submission_and_completion(connection) -> None:
+    connection.set_variants(credits_per_step=0.125)
+    hook = StableAudioHook()
+    generation = hook.submit_generation(request())  # 10 steps
+    assert generation.credits_used == 1.25
+    done = hook.wait_for_generation(generation.id, poll_interval=0.1, timeout=10)
+    assert done.credits_used == 1.25
+
+
 def test_test_connection(connection, monkeypatch: pytest.MonkeyPatch) -> None:
     ok, message = StableAudioHook().test_connection()
     assert ok, message

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
 from airflow_provider_stableaudio import download
@@ -148,6 +149,17 @@ def test_synchronous_path_downloads_and_pushes_xcoms(connection, tmp_path: Path)
     with wave.open(str(target)) as clip:
         assert clip.getnframes() / clip.getframerate() == 2
     assert target.stat().st_size == audio_file["file_size"]
+
+
+def test_fractional_credits_reach_the_audio_file_xcom_and_the_log(connection) -> None:
+    connection.set_variants(credits_per_step=0.125)  # 12.5 credits at 100 steps
+    ctx = context()
+    with structlog.testing.capture_logs() as logs:
+        operator(deferrable=False).execute(ctx)
+    assert ctx["ti"].xcom("audio_file")["credits_used"] == 12.5
+    lines = [entry["event"] % entry.get("positional_args", ()) for entry in logs]
+    assert any(line.startswith("Submitted") and "(12.5 credits)" in line for line in lines)
+    assert any(line.endswith(" bytes, 12.5 credits)") for line in lines)  # on completion
 
 
 def test_synchronous_failure_names_the_generation(connection) -> None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from airflow_provider_stableaudio.events import generation_from_event
 from airflow_provider_stableaudio.exceptions import StableAudioKeyRefusedError
 from airflow_provider_stableaudio.generation_request import GenerationRequest
 from airflow_provider_stableaudio.hooks import async_session
@@ -69,6 +70,25 @@ async def test_success_event_carries_the_file_and_credits(connection) -> None:
     assert event["credits_used"] == 25200
     assert connection.ledger()["generations"][0]["polls"] >= 2  # it waited through pending polls
     assert async_session._SESSIONS == {}  # the shared session was closed with its last user
+
+
+@pytest.mark.asyncio
+async def test_a_generation_reported_complete_is_a_success_event(connection) -> None:
+    connection.set_variants(completed_status="complete")  # the vendor's prose, not the schema
+    generation_id = submit()
+    (event,) = await all_events(make_trigger(generation_id))
+    assert connection.ledger()["generations"][0]["status"] == "complete"
+    assert event["status"] == "success"
+    assert event["generation_id"] == generation_id
+    assert event["url"].endswith(".wav")
+
+
+@pytest.mark.asyncio
+async def test_fractional_credits_reach_the_success_event(connection) -> None:
+    connection.set_variants(credits_per_step=0.125)
+    (event,) = await all_events(make_trigger(submit()))  # 100 steps
+    assert event["credits_used"] == 12.5
+    assert generation_from_event(event).credits_used == 12.5  # as execute_complete reads it
 
 
 @pytest.mark.asyncio
