@@ -319,7 +319,8 @@ def test_a_403_on_a_result_is_refused_content_not_a_refused_key(stability) -> No
     with pytest.raises(StableAudioContentRefusedError) as caught:
         hook.wait_for_generation(submitted.id, poll_interval=0.1, timeout=20)
     message = str(caught.value)
-    assert "HTTP 403" in message and "content_moderation" in message
+    assert "HTTP 403" in message
+    assert "content_moderation" in message
     assert "moderation flagged the prompt or the input audio" in message
     assert "API key" not in message
     # Refused content is final: no poll after the 403.
