@@ -44,6 +44,10 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
         "download",
         "retry_policy",
         "lineage",
+        "models",
+        "input_audio",
+        "audio_length",
+        "stability_result",
     ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:

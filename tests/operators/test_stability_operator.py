@@ -14,7 +14,11 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 
 from airflow_provider_stableaudio.emulator.audio import synthesize_wav
-from airflow_provider_stableaudio.exceptions import StableAudioContentRefusedError, StableAudioResultGoneError
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioContentRefusedError,
+    StableAudioModelAccessError,
+    StableAudioResultGoneError,
+)
 from airflow_provider_stableaudio.operators.stable_audio import STATE_KEY, StableAudioGenerateOperator
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
 from tests.conftest import API_KEY, set_connection
@@ -113,8 +117,11 @@ def test_stable_audio_2_5_runs_on_the_worker_and_streams_to_output_path(stabilit
 @pytest.mark.parametrize(
     ("model", "fields", "mode"),
     [("stable-audio-2.5", {"strength": 0.4}, "audio-to-audio"),
+     # 2.5's inpaint path names the model: a request with a model field is refused there.
      ("stable-audio-2.5", {"mask_start": 2, "mask_end": 4}, "inpaint"),
-     ("stable-audio-3", {"strength": 0.8}, "audio-to-audio")],
+     ("stable-audio-3", {"strength": 0.8}, "audio-to-audio"),
+     ("stable-audio-3", {"strength": 0}, "audio-to-audio"),  # 0..1 on Stable Audio 3
+     ("stable-audio-2", {"strength": 0.5}, "audio-to-audio")],
 )  # fmt: skip
 def test_input_audio_drives_the_mode_and_the_result_derives_from_it(
     stability, tmp_path: Path, model: str, fields: dict, mode: str
@@ -130,6 +137,34 @@ def test_input_audio_drives_the_mode_and_the_result_derives_from_it(
     assert (generation["mode"], generation["derived_from_input"]) == (mode, True)
     assert generation["input_sha256"] == sha256(clip)
     assert sha256(stored_at) == generation["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [("stable-audio-2.5", {"duration": 2.5, "cfg_scale": 3.5}),  # cfg_scale on 2.5; a fractional length
+     ("stable-audio-3", {"duration": "1.5", "cfg_scale": "2"})],  # as templates render them
+)  # fmt: skip
+def test_values_the_service_publishes_reach_it(stability, tmp_path: Path, model: str, fields: dict) -> None:
+    task = operator(tmp_path, model=model, **fields)
+    ctx = context()
+    try:
+        stored_at = task.execute(ctx)
+    except TaskDeferred as deferred:
+        stored_at = task.execute_complete(ctx, the_event(deferred.trigger))
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert (generation["duration"], generation["cfg_scale"]) == tuple(float(v) for v in fields.values())
+    assert seconds(stored_at) == float(fields["duration"])
+
+
+def test_an_account_without_stable_audio_3_fails_without_retries_naming_2_5(
+    stability, tmp_path: Path
+) -> None:
+    stability.set_variants(stability_sa3_access_denied=True)
+    with pytest.raises(AirflowFailException, match=r"use model='stable-audio-2\.5'") as caught:
+        operator(tmp_path).execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioModelAccessError)
+    assert stability.ledger()["stability"]["submit_count"] == 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_refused_content_fails_without_retries_and_pays_nothing(stability, tmp_path: Path) -> None:
