@@ -111,20 +111,22 @@ def submit_refusal(
     return None
 
 
+def _answered(status: int, body: bytes, *, secret: str) -> tuple[str, str | None]:
+    """``(HTTP <status>: <what the body says>) (request id ...)``, redacted, and the request id."""
+    detail, request_id = error_detail(body, secret=secret)
+    reference = f" (request id {request_id})" if request_id else ""
+    return redact(f"(HTTP {status}: {detail}){reference}", secret), request_id
+
+
 def access_refused(
     status: int, body: bytes, *, access_flag: str, action: str, secret: str
 ) -> StableAudioModelAccessError:
     """The error for a gated path refused to the account (not moderation, not a bad key)."""
-    detail, request_id = error_detail(body, secret=secret)
-    reference = f" (request id {request_id})" if request_id else ""
+    answered, request_id = _answered(status, body, secret=secret)
     return StableAudioModelAccessError(
-        redact(
-            f"Stability AI refused to {action} (HTTP {status}: {detail}){reference}: the account may "
-            f"lack access to the model, which Stability grants per account (feature "
-            f"{access_flag}). Ask Stability AI for access, or use model={UNGATED_MODEL!r}. "
-            "Nothing was generated.",
-            secret,
-        ),
+        f"Stability AI refused to {action} {answered}: the account may lack access to the model, which "
+        f"Stability grants per account (feature {access_flag}). Ask Stability AI for access, or use "
+        f"model={UNGATED_MODEL!r}. Nothing was generated.",
         status_code=status,
         request_id=request_id,
     )
@@ -132,15 +134,10 @@ def access_refused(
 
 def content_refused(status: int, body: bytes, *, action: str, secret: str) -> StableAudioContentRefusedError:
     """The error for a 403: Stability's moderation (``content_moderation``) flagged the content."""
-    detail, request_id = error_detail(body, secret=secret)
-    reference = f" (request id {request_id})" if request_id else ""
+    answered, _ = _answered(status, body, secret=secret)
     return StableAudioContentRefusedError(
-        redact(
-            f"Stability AI refused the content while trying to {action} "
-            f"(HTTP {status}: {detail}){reference}: its moderation flagged the prompt or the input "
-            "audio. Nothing was generated; change the request before trying again.",
-            secret,
-        )
+        f"Stability AI refused the content while trying to {action} {answered}: its moderation flagged "
+        "the prompt or the input audio. Nothing was generated; change the request before trying again."
     )
 
 
