@@ -28,7 +28,7 @@ with DAG(
     tags=["example", "stable-audio", "stability"],
     params={
         "prompt": Param("A warm synthwave loop with a driving bassline", type="string", minLength=1),
-        "strength": Param(0.6, type="number", minimum=0.01, maximum=1),
+        "strength": Param(0.6, type="number", minimum=0, maximum=1),  # Stable Audio 3: 0..1
         "output_dir": Param(OUTPUT_DIR, type="string"),
     },
 ) as dag:
