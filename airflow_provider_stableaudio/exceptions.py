@@ -102,6 +102,11 @@ class StableAudioResultGoneError(StableAudioError):
     or the service would not serve it a second time. Retrying fetches nothing."""
 
 
+class StableAudioResultNotFoundError(StableAudioResultGoneError):
+    """The service does not know the generation (404): its result expired or was served already, or
+    the id is wrong. Nothing was received, unlike a result lost while it was being stored."""
+
+
 class StableAudioTimeoutError(StableAudioError):
     """The generation did not finish within the allowed time."""
 

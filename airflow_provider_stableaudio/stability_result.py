@@ -17,7 +17,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioModelAccessError,
     StableAudioPermanentError,
     StableAudioResponseError,
-    StableAudioResultGoneError,
+    StableAudioResultNotFoundError,
 )
 from airflow_provider_stableaudio.generation_result import (
     CONTENT_FILTERED,
@@ -167,7 +167,7 @@ def result_answer(
     :raises StableAudioRetryableError: a transient failure (429: after the 60 s lockout; 5xx).
     :raises StableAudioKeyRefusedError: 401: the key was refused.
     :raises StableAudioContentRefusedError: 403: moderation flagged the prompt or the input audio.
-    :raises StableAudioResultGoneError: 404: unknown, or its result expired or was served.
+    :raises StableAudioResultNotFoundError: 404: unknown, or its result expired or was served.
     :raises StableAudioPermanentError: other 4xx.
     """
     action = f"poll generation {generation_id}"
@@ -197,7 +197,7 @@ def result_answer(
     )
     if status == 404:
         # For a generation this provider submitted, the result is gone: retrying cannot bring it back.
-        raise StableAudioResultGoneError(
+        raise StableAudioResultNotFoundError(
             f"{error}. Generation {generation_id} is unknown to Stability AI: a result past its "
             f"{RESULT_TTL_HOURS} hours (or served once only), a wrong id, or another account."
         )

@@ -31,13 +31,19 @@ if TYPE_CHECKING:
 # How ``execute_complete`` gets the request the function returned: a task resumed from the trigger
 # is a new instance, and calling the function again could ask for another clip. The deferral's
 # kwargs carry it; ``dag.test()`` drops them (Airflow 3.3.2), so the task's durable state (Airflow
-# >= 3.3) keeps a copy too.
+# >= 3.3) keeps a copy too, which the run's automatic retries reuse for the same reason.
 RETURNED_KWARG = "returned_request"
 RETURNED_STATE_KEY = "stableaudio_returned_request"
 
 
 class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperator):
-    """``StableAudioGenerateOperator`` whose request comes from a Python function, called once per try.
+    """``StableAudioGenerateOperator`` whose request comes from a Python function.
+
+    The function is called on the first try of a run (the task's first, or the first after a
+    Clear). With durable task state (Airflow >= 3.3) its automatic retries reuse the request that
+    try kept there, so that a function returning another request on each call (the time, a random
+    choice) does not make each retry pay for a new clip; without it, every try calls the function
+    and submits anew, and says so.
 
     :param python_callable: returns the prompt (a string) or a dict of request fields (``prompt``,
         ``model`` and the model's own: ``seconds_total`` on the AI/ML API, ``duration``,
@@ -79,16 +85,39 @@ class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperato
     @fail_without_retries
     def execute(self, context: Context) -> str:
         context_merge(context, self.op_kwargs)
+        store = context.get("task_state_store") if self.durable else None
+        kept = self._kept_request(store) if self._automatic_retry(context) else None
+        if kept is not None:
+            self.log.info("Retrying with the request the function returned on the first try of this run")
+            self._apply(kept)
+            return super().execute(context)
         kwargs = determine_kwargs(self.python_callable, self.op_args, context)
         self._use_request(self.python_callable(*self.op_args, **kwargs))
-        store = context.get("task_state_store") if self.durable else None
         if store is not None:
             try:
                 store.set(RETURNED_STATE_KEY, self.returned_request)
             except Exception:
-                # Only dag.test() needs this copy: a deployment resumes from the deferral's kwargs.
+                # Carry on: a retry then calls the function again, and pays again (saying so) only
+                # if it returns another request.
                 self.log.warning("Could not keep the function's request in the task's state", exc_info=True)
         return super().execute(context)
+
+    def _kept_request(self, store: Any) -> dict[str, Any] | None:
+        """The request an earlier try of this run kept in the task's state, if one did."""
+        if store is None:
+            return None
+        try:
+            kept = store.get(RETURNED_STATE_KEY)
+        except Exception:
+            self.log.warning("Could not read the function's request from the task's state", exc_info=True)
+            return None
+        return kept if isinstance(kept, dict) else None
+
+    def _apply(self, fields: dict[str, Any]) -> None:
+        """Use request fields the function returned on an earlier call (already checked then)."""
+        for field, value in {"prompt": None, **fields}.items():
+            setattr(self, field, value)
+        self.returned_request = fields
 
     def _use_request(self, returned: Any) -> None:
         """Take the request fields from what the function returned; raise before any request if bad."""
@@ -131,9 +160,7 @@ class StableAudioDecoratedOperator(DecoratedOperator, StableAudioGenerateOperato
                 "Cannot resume: the request the function returned before the deferral did not come back "
                 "(Airflow's dag.test() drops a deferral's kwargs, and Airflow < 3.3 keeps no task state)"
             )
-        for field, value in returned_request.items():
-            setattr(self, field, value)
-        self.returned_request = returned_request
+        self._apply(returned_request)
         return super().execute_complete(context, event)
 
 

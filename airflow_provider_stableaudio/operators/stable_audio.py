@@ -15,6 +15,7 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
     StableAudioPermanentError,
     StableAudioResultGoneError,
+    StableAudioResultNotFoundError,
     StableAudioTimeoutError,
     StableAudioValidationError,
 )
@@ -114,7 +115,9 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).
     :param durable: keep the submitted generation in the task's durable state, so that a later
         try of this task instance (a retry, or a run after a Clear) waits for it instead of paying
-        for a new one (default True). ``False`` submits anew on every try. Needs Airflow 3.3's
+        for a new one (default True). An automatic retry never pays again for it: if its result
+        was lost or the API no longer knows it, the task fails without retries; the first try
+        after a Clear then submits anew. ``False`` submits anew on every try. Needs Airflow 3.3's
         durable task state: on older versions every try submits anew, and giving it warns so.
     """
 
@@ -255,7 +258,12 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         # Airflow >= 3.3 keeps this store across tries of the task (and across a Clear, unless
         # [state_store] clear_on_success is set); older versions have none.
         store = context.get("task_state_store") if self.durable else None
-        generation = self._reattach(store, request) or self._submit(store, request)
+        if store is None and self._automatic_retry(context):
+            self.log.warning(
+                "This retry cannot re-attach to the generation an earlier try submitted (no durable task "
+                "state: Airflow < 3.3, or durable=False): it submits a new one, paid for again"
+            )
+        generation = self._reattach(store, request, context) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
             return generation.id
@@ -270,9 +278,15 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                 )
             if self.deferrable:
                 self.log.info("Waiting on the worker: the connection's results are served once only")
-            generation = self.hook.wait_for_generation(
-                generation.id, poll_interval=self.poll_interval, timeout=self.timeout, store_to=self._store_to
-            )
+            try:
+                generation = self.hook.wait_for_generation(
+                    generation.id,
+                    poll_interval=self.poll_interval,
+                    timeout=self.timeout,
+                    store_to=self._store_to,
+                )
+            except StableAudioResultGoneError as error:
+                raise _lost(error) from None
         return self._finish(context, generation)
 
     def _submit(self, store: Any, request: GenerationRequest) -> Generation:
@@ -300,20 +314,46 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         )
         return generation
 
-    def _reattach(self, store: Any, request: GenerationRequest) -> Generation | None:
-        """The generation an earlier try of this task submitted, if it is still worth waiting for."""
+    def _reattach(self, store: Any, request: GenerationRequest, context: Context) -> Generation | None:
+        """The generation an earlier try of this task submitted, if it is still worth waiting for.
+
+        An automatic retry never pays again for a generation that was paid for: one the API no
+        longer knows fails the task without retries. Only the first try of a run after a person
+        cleared the task submits anew in its place.
+        """
         saved = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(saved, dict) or saved.get("request") != request.fingerprint():
+        if not isinstance(saved, dict):
+            return None
+        if saved.get("request") != request.fingerprint():
+            self.log.warning(
+                "The request differs from the one an earlier try submitted as generation %s: "
+                "submitting a new generation for it, paid for again",
+                saved.get("generation_id"),
+            )
             return None
         generation_id = saved["generation_id"]
         try:
             generation = self.hook.get_generation(
                 generation_id, timeout=self.timeout, store_to=self._store_to
             )
-        except (StableAudioPermanentError, StableAudioResultGoneError) as error:
-            # A try that met this failed for good: this is a Clear, asking for a clip anew.
-            self.log.warning("Not re-attaching to generation %s: %s", generation_id, error)
-            return None
+        except (StableAudioPermanentError, StableAudioResultNotFoundError) as error:
+            if not self._automatic_retry(context):
+                self.log.warning(
+                    "Not re-attaching to generation %s (%s): this run was asked for anew, submitting a "
+                    "new generation",
+                    generation_id,
+                    error,
+                )
+                return None
+            if isinstance(error, StableAudioPermanentError) and error.status_code != 404:
+                raise  # the key, say: not the generation, and a new submission would meet it too
+            raise StableAudioResultGoneError(
+                f"Generation {generation_id}, which an earlier try of this run submitted and paid for, "
+                f"is no longer served ({error}). An automatic retry does not pay for a new one, so the "
+                "task fails without retries; clear the task to pay for a new one"
+            ) from None
+        except StableAudioResultGoneError as error:
+            raise _lost(error) from None  # this poll received the result and could not store it
         if generation.state is GenerationState.FAILED:
             self.log.warning(
                 "Generation %s from an earlier try failed (%s): submitting a new one",
@@ -325,6 +365,20 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             "Re-attaching to generation %s from an earlier try (%s)", generation_id, generation.status
         )
         return generation
+
+    def _automatic_retry(self, context: Context) -> bool:
+        """Whether this try is one of Airflow's automatic retries, not the first try of a run.
+
+        A run starts with the task's first try, or with the first try after a person cleared it:
+        Airflow then raises ``max_tries`` to the last try number plus ``retries``, while automatic
+        retries keep it (the count Airflow's own ``get_first_reschedule_date`` makes). A try whose
+        numbers are unknown counts as a retry: it never pays again.
+        """
+        ti = context.get("ti")
+        try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+        if not isinstance(try_number, int) or not isinstance(max_tries, int):
+            return True
+        return try_number != max_tries - (self.retries or 0) + 1
 
     def on_kill(self) -> None:
         """A killed task leaves no partial download behind (the wait itself holds nothing)."""
@@ -373,3 +427,8 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
 
     def lineage_request(self) -> GenerationRequest:
         return self.build_request(check_audio=False)
+
+
+def _lost(error: StableAudioResultGoneError) -> StableAudioResultGoneError:
+    """A paid result gone while this try waited for it, saying what a person can do about it."""
+    return StableAudioResultGoneError(f"{error}; clear the task to pay for a new one")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_stableaudio.delivery import deliver_generation
+from airflow_provider_stableaudio.delivery import deliver_generation, prepare_output_path
 from airflow_provider_stableaudio.events import generation_from_event, result_gone_hint
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConfigError,
@@ -88,7 +88,7 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         return hook_class(connection_service(self.conn_id).name)(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> Any:
-        self._check_output_path()
+        self._prepare_output_path()
         if not self.deferrable or self.hook.stores_while_polling:
             # A result served once only is stored by the poke that finds it: it waits on the worker.
             return super().execute(context)
@@ -108,12 +108,15 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
         )
 
     @fail_without_retries
-    def _check_output_path(self) -> None:
+    def _prepare_output_path(self) -> None:
+        """Check ``output_path`` and create its folder before any poll: a result served once only
+        is used up by the poll that finds it ready, too late to find the path unwritable."""
         if self.output_path is None and self.hook.service_name != AIMLAPI:
             raise StableAudioConfigError(
                 f"output_path is required with a {self.hook.service.title} connection: its result is "
                 "the audio itself, not a URL, so it must be stored somewhere"
             )
+        prepare_output_path(self.output_path)
 
     @fail_without_retries
     def poke(self, context: Context) -> PokeReturnValue | bool:

@@ -1,5 +1,6 @@
 """``@task.stable_audio``: registered with Airflow, the function's request checked before any
-request, called once per try and never on resume, and otherwise the operator's behaviour."""
+request, the function called on the first try of a run (not on its automatic retries) and never on
+resume, and otherwise the operator's behaviour."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from airflow_provider_stableaudio.decorators.stable_audio import (
     stable_audio_task,
 )
 from airflow_provider_stableaudio.events import success_event
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioValidationError
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioTimeoutError,
+    StableAudioValidationError,
+)
 from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
-from tests.operators.test_reattach import MemoryStore, a_try
+from tests.operators.test_reattach import MemoryStore, a_try, after_a_clear
 from tests.operators.test_stable_audio_operator import RecordingTI
 
 ALLOWED = "['model', 'prompt', 'seconds_start', 'seconds_total', 'steps']"
@@ -85,7 +90,7 @@ def test_a_dict_annotation_does_not_split_the_return_value() -> None:
     assert decorated({"prompt": "rain"}).multiple_outputs is False
 
 
-def test_the_function_runs_once_per_try_and_never_on_resume(connection) -> None:
+def test_the_function_runs_once_and_never_on_resume(connection) -> None:
     calls: list[str] = []
     returned = {"prompt": "rain on a tin roof", "steps": 20}
     ti = RecordingTI()
@@ -124,12 +129,52 @@ def test_a_retry_re_attaches_to_the_first_tries_generation(connection) -> None:
     store = MemoryStore()
     connection.set_generation_seconds(60)
     with pytest.raises(TaskDeferred) as first:
-        decorated("a retry-proof drum loop", calls).execute(a_try(store))
+        decorated("a retry-proof drum loop", calls, retries=1).execute(a_try(store, 1, retries=1))
     with pytest.raises(TaskDeferred) as second:
-        decorated("a retry-proof drum loop", calls).execute(a_try(store))
+        decorated("a retry-proof drum loop", calls, retries=1).execute(a_try(store, 2, retries=1))
     assert first.value.trigger.generation_id == second.value.trigger.generation_id
     assert len(connection.ledger()["generations"]) == 1
-    assert calls == ["rain", "rain"]  # once per try
+    assert calls == ["rain"]  # the retry reuses the first try's request
+
+
+def a_new_request_on_each_call(calls: list[str], **decorator_args: Any) -> Any:
+    """A ``@task.stable_audio`` function that asks for something else each time (the time, say)."""
+    with DAG("changing", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+
+        @task.stable_audio(poll_interval=0.1, deferrable=False, retries=1, **decorator_args)
+        def make_clip() -> str:
+            calls.append("called")
+            return f"a jingle for call {len(calls)}"
+
+        make_clip()
+    return dag.get_task("make_clip")
+
+
+def test_an_automatic_retry_reuses_the_first_tries_request_and_pays_once(connection) -> None:
+    calls: list[str] = []
+    store = MemoryStore()
+    connection.set_generation_seconds(60)
+    with pytest.raises(StableAudioTimeoutError):
+        a_new_request_on_each_call(calls, timeout=0.3).execute(a_try(store, 1, retries=1))
+    connection.set_generation_seconds(0)
+    url = a_new_request_on_each_call(calls).execute(a_try(store, 2, retries=1))
+    (generation,) = connection.ledger()["generations"]  # paid once
+    assert generation["prompt"] == "a jingle for call 1"
+    assert url.endswith(".wav")
+    assert calls == ["called"]
+
+
+def test_a_clear_calls_the_function_again_and_pays_for_what_it_asks_now(connection) -> None:
+    calls: list[str] = []
+    store = MemoryStore()
+    connection.set_generation_seconds(0)
+    a_new_request_on_each_call(calls).execute(a_try(store, 1, retries=1))
+    a_new_request_on_each_call(calls).execute(after_a_clear(store, 1, retries=1))
+    assert [g["prompt"] for g in connection.ledger()["generations"]] == [
+        "a jingle for call 1",
+        "a jingle for call 2",
+    ]
+    assert store.values[RETURNED_STATE_KEY] == {"prompt": "a jingle for call 2"}
 
 
 def test_on_the_worker_it_returns_the_url_and_pushes_the_operators_xcoms(connection, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.sensors.stable_audio import StableAudioGenerationSensor
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-from tests.conftest import set_connection
+from tests.conftest import API_KEY, set_connection
 from tests.dags import load_dag
 from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context
@@ -189,3 +190,34 @@ def test_a_refused_key_fails_the_poke_naming_the_key(connection, monkeypatch: py
     with pytest.raises(StableAudioKeyRefusedError, match="refused the connection's API key") as caught:
         sensor(generation_id, deferrable=False).poke(context())
     assert f"generation {generation_id} failed" not in str(caught.value)
+
+
+def test_an_unwritable_output_path_fails_before_a_served_once_result_is_polled(
+    stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_stableaudio.hooks.stability import StabilityAudioHook
+
+    stability.set_variants(stability_results_once=True)
+    set_connection(
+        monkeypatch,
+        "stability_default",
+        conn_type="stability",
+        host=stability.base_url,
+        password=API_KEY,
+        extra=json.dumps({"results_served_once": True}),
+    )
+    stability.set_generation_seconds(0)
+    request = GenerationRequest.build("stable-audio-3", prompt="a bell", duration=3, output_format="wav")
+    generation_id = StabilityAudioHook().submit_generation(request).id
+    (tmp_path / "not-a-folder").write_bytes(b"")
+
+    def waiting(output_path: Path) -> StableAudioGenerationSensor:
+        return sensor(generation_id, conn_id="stability_default", output_path=str(output_path))
+
+    with pytest.raises(AirflowFailException, match="cannot be created") as caught:
+        waiting(tmp_path / "not-a-folder" / "clip.wav").execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioConfigError)
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert generation["served"] == 0  # the result is still there for a sensor that can store it
+    stored_at = waiting(tmp_path / "clips" / "clip.wav").execute(context())
+    assert Path(stored_at).stat().st_size > 0
