@@ -132,9 +132,11 @@ class StableAudioBaseHook(BaseHook):
             raise self._connection_error(action, exc) from None
 
     def _connection_error(self, action: str, exc: Exception) -> StableAudioConnectionError:
+        sent = not _never_connected(exc)
+        unsent = "" if sent else " (the connection failed before the request was sent)"
         return StableAudioConnectionError(
-            redact(f"could not {action}: {type(exc).__name__}: {exc}", self.settings.api_key),
-            request_sent=not _never_connected(exc),
+            redact(f"could not {action}{unsent}: {type(exc).__name__}: {exc}", self.settings.api_key),
+            request_sent=sent,
         )
 
     def _send(self, method: str, path: str, *, action: str, **kwargs: Any) -> tuple[int, bytes, str | None]:
@@ -372,15 +374,43 @@ class StableAudioBaseHook(BaseHook):
         return location
 
 
-def _never_connected(exc: Exception) -> bool:
-    """Whether ``requests`` failed before the connection was made, so nothing was sent."""
-    import requests
-    from urllib3.exceptions import NewConnectionError
+def _never_connected(exc: BaseException) -> bool:
+    """Whether ``requests`` failed while opening the connection, so no byte of the request was sent.
 
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+    That is the TCP connect, a proxy's tunnel and the TLS handshake (an untrusted certificate, a
+    server that does not speak TLS, a reset mid-handshake): urllib3 does all of them in its
+    connection's ``connect``. A failure on an open connection, a TLS error on a read included, may
+    come after the server got the request.
+    """
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError is one too
+
+    return any(
+        isinstance(error, ConnectTimeoutError) or _raised_while_connecting(error) for error in _causes(exc)
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it wraps (requests and urllib3 nest them in ``args`` and ``reason``)."""
+    found: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseException) and not any(error is seen for seen in found):
+            found.append(error)
+            pending += [error.__cause__, getattr(error, "reason", None), *error.args]
+    return found
+
+
+def _raised_while_connecting(error: BaseException) -> bool:
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    connecting = {HTTPConnection.connect.__code__, HTTPSConnection.connect.__code__}
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in connecting:
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _mask(secret: str) -> None:
