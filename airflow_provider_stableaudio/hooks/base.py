@@ -107,9 +107,7 @@ class StableAudioBaseHook(BaseHook):
 
     @cached_property
     def _session(self) -> requests.Session:
-        import requests  # deferred: DAG files that import the provider should not pay for it
-
-        session = requests.Session()
+        session = _session_without_netrc()
         session.headers["User-Agent"] = USER_AGENT
         return session
 
@@ -276,12 +274,13 @@ class StableAudioBaseHook(BaseHook):
         """
         import aiohttp
 
-        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+        from airflow_provider_stableaudio.hooks.async_session import proxy_for, shared_client_session
 
+        proxy = await proxy_for(str(url))  # the one the worker's requests would use
         try:
             async with (
                 shared_client_session() as session,
-                session.get(url, headers=headers, timeout=timeout) as response,
+                session.get(url, headers=headers, timeout=timeout, proxy=proxy) as response,
             ):
                 if response.status == unread:
                     response.close()
@@ -372,6 +371,30 @@ class StableAudioBaseHook(BaseHook):
         )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location
+
+
+def _session_without_netrc() -> requests.Session:
+    """A ``requests`` session that reads the environment (proxies, ``REQUESTS_CA_BUNDLE``) but not
+    ``~/.netrc``, whose login requests would put on each request it matches (a ``default`` entry:
+    every host), over the API's key and on the audio host's requests too."""
+    import requests  # deferred: DAG files that import the provider should not pay for it
+
+    class Session(requests.Session):
+        def rebuild_auth(
+            self, prepared_request: requests.PreparedRequest, response: requests.Response
+        ) -> None:
+            """On a redirect: requests' own, without the ~/.netrc lookup of the new host."""
+            headers, old, new = prepared_request.headers, str(response.request.url), str(prepared_request.url)
+            if "Authorization" in headers and self.should_strip_auth(old, new):
+                del headers["Authorization"]
+
+    session = Session()
+    session.auth = _as_is  # requests looks in ~/.netrc only when a request has no auth
+    return session
+
+
+def _as_is(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _never_connected(exc: BaseException) -> bool:
