@@ -45,6 +45,26 @@ async def import_aiohttp() -> None:
         _aiohttp_imported = True
 
 
+async def proxy_for(url: str) -> str | None:
+    """The proxy the worker's ``requests`` uses for ``url``, from the environment, or ``None``.
+
+    ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` are read by requests' own
+    functions, so a trigger goes the way the worker that submitted went. aiohttp's ``trust_env``
+    reads them by other rules (no ``ALL_PROXY``, no CIDR block in ``NO_PROXY``) and reads
+    ``~/.netrc`` too: a login there for the API's host (or a ``default`` one) makes every poll
+    raise, the key being in the ``Authorization`` header already. In a thread: the first call
+    imports requests, and outside Linux the lookup may read the system's proxy settings.
+    """
+    return await asyncio.to_thread(_environ_proxy, url)
+
+
+def _environ_proxy(url: str) -> str | None:
+    from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
+
+    proxy = select_proxy(url, get_environ_proxies(url))
+    return None if proxy is None else prepend_scheme_if_needed(proxy, "http")
+
+
 def _new_session() -> aiohttp.ClientSession:
     import aiohttp  # imported already, off the loop, by import_aiohttp()
 
@@ -54,7 +74,8 @@ def _new_session() -> aiohttp.ClientSession:
         ttl_dns_cache=300,  # resolution runs in a thread, and rarely
         keepalive_timeout=30,
     )
-    # Per-request timeouts are set by the caller; cookies are meaningless for this API.
+    # Per-request timeouts and proxies are set by the caller; cookies are meaningless for this API.
+    # No trust_env: see proxy_for.
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 

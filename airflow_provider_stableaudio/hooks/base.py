@@ -107,9 +107,7 @@ class StableAudioBaseHook(BaseHook):
 
     @cached_property
     def _session(self) -> requests.Session:
-        import requests  # deferred: DAG files that import the provider should not pay for it
-
-        session = requests.Session()
+        session = _session_without_netrc()
         session.headers["User-Agent"] = USER_AGENT
         return session
 
@@ -132,9 +130,11 @@ class StableAudioBaseHook(BaseHook):
             raise self._connection_error(action, exc) from None
 
     def _connection_error(self, action: str, exc: Exception) -> StableAudioConnectionError:
+        sent = not _never_connected(exc)
+        unsent = "" if sent else " (the connection failed before the request was sent)"
         return StableAudioConnectionError(
-            redact(f"could not {action}: {type(exc).__name__}: {exc}", self.settings.api_key),
-            request_sent=not _never_connected(exc),
+            redact(f"could not {action}{unsent}: {type(exc).__name__}: {exc}", self.settings.api_key),
+            request_sent=sent,
         )
 
     def _send(self, method: str, path: str, *, action: str, **kwargs: Any) -> tuple[int, bytes, str | None]:
@@ -274,12 +274,13 @@ class StableAudioBaseHook(BaseHook):
         """
         import aiohttp
 
-        from airflow_provider_stableaudio.hooks.async_session import shared_client_session
+        from airflow_provider_stableaudio.hooks.async_session import proxy_for, shared_client_session
 
+        proxy = await proxy_for(str(url))  # the one the worker's requests would use
         try:
             async with (
                 shared_client_session() as session,
-                session.get(url, headers=headers, timeout=timeout) as response,
+                session.get(url, headers=headers, timeout=timeout, proxy=proxy) as response,
             ):
                 if response.status == unread:
                     response.close()
@@ -372,15 +373,67 @@ class StableAudioBaseHook(BaseHook):
         return location
 
 
-def _never_connected(exc: Exception) -> bool:
-    """Whether ``requests`` failed before the connection was made, so nothing was sent."""
-    import requests
-    from urllib3.exceptions import NewConnectionError
+def _session_without_netrc() -> requests.Session:
+    """A ``requests`` session that reads the environment (proxies, ``REQUESTS_CA_BUNDLE``) but not
+    ``~/.netrc``, whose login requests would put on each request it matches (a ``default`` entry:
+    every host), over the API's key and on the audio host's requests too."""
+    import requests  # deferred: DAG files that import the provider should not pay for it
 
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+    class Session(requests.Session):
+        def rebuild_auth(
+            self, prepared_request: requests.PreparedRequest, response: requests.Response
+        ) -> None:
+            """On a redirect: requests' own, without the ~/.netrc lookup of the new host."""
+            headers, old, new = prepared_request.headers, str(response.request.url), str(prepared_request.url)
+            if "Authorization" in headers and self.should_strip_auth(old, new):
+                del headers["Authorization"]
+
+    session = Session()
+    session.auth = _as_is  # requests looks in ~/.netrc only when a request has no auth
+    return session
+
+
+def _as_is(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether ``requests`` failed while opening the connection, so no byte of the request was sent.
+
+    That is the TCP connect, a proxy's tunnel and the TLS handshake (an untrusted certificate, a
+    server that does not speak TLS, a reset mid-handshake): urllib3 does all of them in its
+    connection's ``connect``. A failure on an open connection, a TLS error on a read included, may
+    come after the server got the request.
+    """
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError is one too
+
+    return any(
+        isinstance(error, ConnectTimeoutError) or _raised_while_connecting(error) for error in _causes(exc)
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it wraps (requests and urllib3 nest them in ``args`` and ``reason``)."""
+    found: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseException) and not any(error is seen for seen in found):
+            found.append(error)
+            pending += [error.__cause__, getattr(error, "reason", None), *error.args]
+    return found
+
+
+def _raised_while_connecting(error: BaseException) -> bool:
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    connecting = {HTTPConnection.connect.__code__, HTTPSConnection.connect.__code__}
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in connecting:
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _mask(secret: str) -> None:
