@@ -60,7 +60,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeGuard
 
 from .envelope import TOO_MANY_REQUESTS, error_response, is_stability
 
@@ -80,16 +80,20 @@ def _parse_limit(value: object) -> int | None:
     return value
 
 
-def _parse_seconds(minimum: float, exclusive: bool) -> Callable[[object], float]:
-    words = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def parse(value: object) -> float:
-        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-        if not (minimum < number if exclusive else minimum <= number) or number == math.inf:
-            raise ValueError(f"must be a finite number {words}")
-        return float(number)
 
-    return parse
+def _parse_window(value: object) -> float:
+    if not _finite(value) or value <= 0:
+        raise ValueError("must be a finite number > 0")
+    return float(value)
+
+
+def _parse_lockout(value: object) -> float:
+    if not _finite(value) or value < 0:
+        raise ValueError("must be a finite number >= 0")
+    return float(value)
 
 
 def _parse_bool(value: object) -> bool:
@@ -100,8 +104,8 @@ def _parse_bool(value: object) -> bool:
 
 _PARSERS: dict[str, Callable[[object], Any]] = {
     "limit_requests": _parse_limit,
-    "limit_window_seconds": _parse_seconds(0, exclusive=True),
-    "limit_lockout_seconds": _parse_seconds(0, exclusive=False),
+    "limit_window_seconds": _parse_window,
+    "limit_lockout_seconds": _parse_lockout,
     "limit_retry_after": _parse_bool,
     "limit_lockout_extends": _parse_bool,
 }
