@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from .audio import synthesize_wav
 from .faults import FaultConfig
+from .ratelimit import RateLimitConfig
 from .server import EmulatorConfig, EmulatorServer, build_app
 from .variants import VariantConfig
 
-__all__ = ["EmulatorConfig", "EmulatorServer", "FaultConfig", "VariantConfig", "build_app", "synthesize_wav"]
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorServer",
+    "FaultConfig",
+    "RateLimitConfig",
+    "VariantConfig",
+    "build_app",
+    "synthesize_wav",
+]

@@ -11,7 +11,14 @@ import sys
 
 from aiohttp import web
 
-from .cli_options import add_fault_arguments, add_variant_arguments, faults_from_cli, variants_from_cli
+from .cli_options import (
+    add_fault_arguments,
+    add_rate_limit_arguments,
+    add_variant_arguments,
+    faults_from_cli,
+    rate_limit_from_cli,
+    variants_from_cli,
+)
 from .server import EmulatorConfig, build_app, make_runner
 
 
@@ -37,12 +44,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=4096, help="listen backlog (default: %(default)s)")
     add_fault_arguments(parser)
     add_variant_arguments(parser)
+    add_rate_limit_arguments(parser)
     args = parser.parse_args(argv)
     if args.generation_seconds < 0:
         parser.error("--generation-seconds must be >= 0")
     try:
         args.faults = faults_from_cli(args)
         args.variants = variants_from_cli(args)
+        args.rate_limit = rate_limit_from_cli(args)
     except ValueError as exc:
         name, _, problem = str(exc).partition(": ")
         parser.error(f"--{name.replace('_', '-')}: {problem}")
@@ -64,6 +73,7 @@ async def _serve(args: argparse.Namespace) -> int:
         public_base_url=args.public_base_url,
         faults=args.faults,
         variants=args.variants,
+        rate_limit=args.rate_limit,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from aiohttp import web
 from .api import read_json
 from .envelope import error_response
 from .faults import SETTING_NAMES, FaultConfig
+from .ratelimit import RATE_LIMIT_NAMES, RateLimitConfig
 from .state import STATE_KEY, EmulatorConfig
 from .variants import VARIANT_NAMES, VariantConfig
 
@@ -40,6 +41,7 @@ def config_json(config: EmulatorConfig) -> dict[str, Any]:
         "api_key_count": len(config.api_keys),
         **config.faults.to_json(),
         **config.variants.to_json(),
+        **config.rate_limit.to_json(),
     }
 
 
@@ -69,17 +71,22 @@ _CONFIG_PARSERS: dict[str, Callable[[object], Any]] = {
 }
 
 
+_CLEARS = ("clear_faults", "clear_variants", "clear_rate_limit")
+
+
 def _apply_config(body: dict[str, Any], state_config: EmulatorConfig) -> tuple[EmulatorConfig, bool]:
     """Return the configuration ``body`` asks for and whether the fault draws must be re-seeded.
 
-    ``clear_faults: true`` first turns every fault off, ``clear_variants: true`` restores the default
-    variants; fault and variant settings in the same body then apply.
+    ``clear_faults: true`` first turns every fault off and lifts the rate limit, ``clear_variants: true``
+    restores the default variants, ``clear_rate_limit: true`` lifts the rate limit; fault, variant and
+    rate-limit settings in the same body then apply.
     """
     changes: dict[str, Any] = {}
     fault_changes: dict[str, Any] = {}
     variant_changes: dict[str, Any] = {}
-    clear, clear_variants = body.get("clear_faults", False), body.get("clear_variants", False)
-    for name, flag in (("clear_faults", clear), ("clear_variants", clear_variants)):
+    limit_changes: dict[str, Any] = {}
+    clear, clear_variants, clear_limit = (body.get(name, False) for name in _CLEARS)
+    for name, flag in zip(_CLEARS, (clear, clear_variants, clear_limit), strict=True):
         if not isinstance(flag, bool):
             raise ValueError(f"{name}: must be a boolean")
     for name, value in body.items():
@@ -87,17 +94,20 @@ def _apply_config(body: dict[str, Any], state_config: EmulatorConfig) -> tuple[E
             fault_changes[name] = value
         elif name in VARIANT_NAMES:
             variant_changes[name] = value
+        elif name in RATE_LIMIT_NAMES:
+            limit_changes[name] = value
         elif name in _CONFIG_PARSERS:
             try:
                 changes[name] = _CONFIG_PARSERS[name](value)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
-        elif name not in ("clear_faults", "clear_variants"):
+        elif name not in _CLEARS:
             raise ValueError(f"Unrecognized key(s) in object: '{name}'")
     faults = replace(FaultConfig() if clear else state_config.faults, **fault_changes)
     variants = replace(VariantConfig() if clear_variants else state_config.variants, **variant_changes)
+    limit = RateLimitConfig() if clear or clear_limit else state_config.rate_limit
     return replace(
-        state_config, **changes, faults=faults, variants=variants
+        state_config, **changes, faults=faults, variants=variants, rate_limit=replace(limit, **limit_changes)
     ), clear or "seed" in fault_changes
 
 
@@ -112,7 +122,7 @@ async def config(request: web.Request) -> web.Response:
         new, reseed = _apply_config(body, state.config)
     except ValueError as exc:
         return error_response(request, 400, str(exc))
-    state.config = new
+    state.configure(new)
     if reseed:
         state.faults.reseed(new.faults.seed)
     return web.json_response(config_json(state.config))

@@ -26,10 +26,15 @@ _INT_FIELDS: dict[str, tuple[int, int, int | None]] = {
 _ALLOWED_FIELDS = frozenset({"model", "prompt", *_INT_FIELDS})
 
 
-def authorized(request: web.Request, keys: frozenset[str]) -> bool:
+def accepted_key(request: web.Request, keys: frozenset[str]) -> str | None:
+    """The request's Bearer key if the emulator accepts it (any non-empty key when ``keys`` is empty)."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
-    return scheme.lower() == "bearer" and bool(key) and (not keys or key in keys)
+    return key if scheme.lower() == "bearer" and key and (not keys or key in keys) else None
+
+
+def authorized(request: web.Request, keys: frozenset[str]) -> bool:
+    return accepted_key(request, keys) is not None
 
 
 def _type_name(value: object) -> str:

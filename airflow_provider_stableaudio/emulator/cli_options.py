@@ -1,10 +1,13 @@
-"""The command line's flags for the fault and variant settings: one flag each, dashes for underscores."""
+"""The command line's flags for the fault, variant and rate-limit settings: one flag each, dashes for
+underscores."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import argparse
+from typing import Any
 
 from .faults import RATE_NAMES, SETTING_NAMES, FaultConfig
+from .ratelimit import RATE_LIMIT_NAMES, RateLimitConfig
 from .variants import (
     COMPLETED_STATUSES,
     CONTENT_TYPES,
@@ -15,9 +18,6 @@ from .variants import (
     VARIANT_NAMES,
     VariantConfig,
 )
-
-if TYPE_CHECKING:
-    import argparse
 
 
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,3 +117,47 @@ def variants_from_cli(args: argparse.Namespace) -> VariantConfig:
     settings: dict[str, Any] = {name: getattr(args, name) for name in VARIANT_NAMES}
     settings["pending_statuses"] = [s for value in args.pending_statuses for s in value.split(",")]
     return VariantConfig(**settings)
+
+
+def add_rate_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting: ``--limit-requests 150 --limit-window-seconds 10 ...``."""
+    defaults = RateLimitConfig()
+    group = parser.add_argument_group("the key's rate limit (off by default; see the emulator docs)")
+    group.add_argument(
+        "--limit-requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests a key may make per window; 150 alone is Stability's documented limit (default: none)",
+    )
+    group.add_argument(
+        "--limit-window-seconds",
+        type=float,
+        default=defaults.limit_window_seconds,
+        metavar="S",
+        help="the sliding window's length (default: %(default)s)",
+    )
+    group.add_argument(
+        "--limit-lockout-seconds",
+        type=float,
+        default=defaults.limit_lockout_seconds,
+        metavar="S",
+        help="the key is refused this long after going over the limit; 0: no lockout (default: %(default)s)",
+    )
+    group.add_argument(
+        "--limit-retry-after",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.limit_retry_after,
+        help="send Retry-After with the limit's 429 (default: not sent, as Stability documents)",
+    )
+    group.add_argument(
+        "--limit-lockout-extends",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.limit_lockout_extends,
+        help="a request during the lockout starts it again (default: a fixed lockout)",
+    )
+
+
+def rate_limit_from_cli(args: argparse.Namespace) -> RateLimitConfig:
+    """Return the settings given by :func:`add_rate_limit_arguments`' flags; raise ValueError if invalid."""
+    return RateLimitConfig(**{name: getattr(args, name) for name in RATE_LIMIT_NAMES})

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 STABILITY_PREFIXES = ("/v2beta/", "/v1/")
+TOO_MANY_REQUESTS = "Too Many Requests"  # the AI/ML API's 429 message (a fault's and the rate limit's)
 # Stability's error names by status (its docs name 400, 401, 403, 404, 413, 422, 429 and 500).
 _STABILITY_NAMES = {
     400: "bad_request",

@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from aiohttp import web
 
-from .envelope import error_response
+from .envelope import TOO_MANY_REQUESTS, error_response
 
 BODY_CHUNK = 256 * 1024  # bounds what the transport may copy per write
 
@@ -152,7 +152,7 @@ _GATEWAY_PAGE = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _ENVELOPE_MESSAGES = {
-    "429": "Too Many Requests",
+    "429": TOO_MANY_REQUESTS,
     "500": "Internal server error",
     "503": "Service Unavailable",
     "504": "Generation timeout",

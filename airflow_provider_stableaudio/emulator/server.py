@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from . import admin, api, faults, stability
+from . import admin, api, faults, ratelimit, stability
 from .envelope import error_response
 from .faults import FaultConfig
+from .ratelimit import RateLimitConfig
 from .stability_form import MAX_BODY_BYTES
 from .state import STATE_KEY, EmulatorConfig, EmulatorState
 from .variants import VariantConfig
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .faults import FaultSettings
+    from .ratelimit import RateLimitSettings
     from .variants import VariantSettings
 
 __all__ = ["STATE_KEY", "EmulatorConfig", "EmulatorServer", "EmulatorState", "build_app", "make_runner"]
@@ -52,20 +54,37 @@ def _route(path: str) -> str | None:
     return stability.fault_route(path)
 
 
+def _rate_limited(request: web.Request, state: EmulatorState, route: str | None) -> web.Response | None:
+    """The rate limit's 429 for this request, or None: it passes, or no limit applies to it."""
+    config = state.config.rate_limit
+    if config.limit_requests is None or route is None or route == faults.ROUTE_FILES:
+        return None
+    key = api.accepted_key(request, state.config.api_keys)
+    if key is None:
+        return None  # the handler answers 401; a refused key counts for nothing
+    wait = state.limiter.admit(key, config)
+    return None if wait is None else ratelimit.refusal(request, config, wait)
+
+
 @web.middleware
 async def _faults_and_record(
     request: web.Request, handler: Callable[[web.Request], Any]
 ) -> web.StreamResponse:
-    """Apply the drawn fault, turn routing errors into the API's envelope, record the request.
+    """Apply the key's rate limit and the drawn fault, turn routing errors into the API's envelope,
+    record the request.
 
-    Admin routes are neither faulted nor recorded, except the benchmark blob (recorded only).
+    Admin routes are neither limited, faulted nor recorded, except the benchmark blob (recorded only).
     """
     path = request.path
     if path.startswith(admin.ADMIN_PREFIX) and path != admin.BLOB_PATH:
         return await _enveloped(request, handler)
     state = request.app[STATE_KEY]
-    epoch, config = state.epoch, state.config.faults
     route = _route(path)
+    refused = _rate_limited(request, state, route)
+    if refused is not None:  # in front of the API, as a gateway's: no fault is drawn
+        state.record(request.method, path, refused.status, None)
+        return refused
+    epoch, config = state.epoch, state.config.faults
     kind = state.faults.pick(config, route, request.method) if route else None
     status: int | None = 500
     applied: str | None = None
@@ -220,9 +239,10 @@ class EmulatorServer:
         return self._call(self.state.ledger)
 
     def reset(self) -> None:
-        """Forget generations, requests and fault counts; end slow waits; re-seed the fault draws.
+        """Forget generations, requests, fault counts and the rate limit's windows, lockouts and counts;
+        end slow waits; re-seed the fault draws.
 
-        Fault settings are kept: :meth:`clear_faults` turns them off.
+        Settings are kept: :meth:`clear_faults` turns the faults off, :meth:`clear_rate_limit` the limit.
         """
         self._call(self.state.reset)
 
@@ -250,8 +270,13 @@ class EmulatorServer:
         self._call(apply)
 
     def clear_faults(self) -> None:
-        """Turn every fault off and restore the default settings (unseeded)."""
-        self._call(lambda: self.state.set_faults(FaultConfig(), reseed=True))
+        """Turn every fault off and restore the default settings (unseeded); lift the rate limit too."""
+
+        def apply() -> None:
+            self.state.set_faults(FaultConfig(), reseed=True)
+            self.state.configure(replace(self.state.config, rate_limit=RateLimitConfig()))
+
+        self._call(apply)
 
     @property
     def faults(self) -> FaultConfig:
@@ -283,6 +308,29 @@ class EmulatorServer:
     def variants(self) -> VariantConfig:
         """The current API variants."""
         return self.state.config.variants
+
+    def set_rate_limit(self, **settings: Unpack[RateLimitSettings]) -> None:
+        """Change the given rate-limit settings, keep the others (see :mod:`.ratelimit` for the names).
+
+        ``set_rate_limit(limit_requests=150)`` is Stability's documented limit. A change starts every
+        key's window afresh. Raises ``ValueError`` for a bad value and ``TypeError`` for an unknown name.
+        """
+
+        def apply() -> None:
+            changes: dict[str, Any] = dict(settings)
+            config = self.state.config
+            self.state.configure(replace(config, rate_limit=replace(config.rate_limit, **changes)))
+
+        self._call(apply)
+
+    def clear_rate_limit(self) -> None:
+        """Lift the rate limit (every setting at its default)."""
+        self._call(lambda: self.state.configure(replace(self.state.config, rate_limit=RateLimitConfig())))
+
+    @property
+    def rate_limit(self) -> RateLimitConfig:
+        """The current rate-limit settings."""
+        return self.state.config.rate_limit
 
     def __enter__(self) -> EmulatorServer:
         self.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from .audio import synthesize_wav
 from .envelope import now_iso
 from .faults import FAULT_KINDS, FaultConfig, FaultInjector
+from .ratelimit import KeyLimiter, RateLimitConfig
 from .stability_state import StabilityStore
 from .variants import VariantConfig
 
@@ -31,6 +32,7 @@ class EmulatorConfig:
     :param public_base_url: base of the audio URLs; default: derived from the request's Host.
     :param faults: fault injection settings; default: none.
     :param variants: which of the API's allowed answers to give (:mod:`.variants`); default: the schema's.
+    :param rate_limit: the key's rate limit (:mod:`.ratelimit`); default: none.
     """
 
     generation_seconds: float = 3.0
@@ -38,6 +40,7 @@ class EmulatorConfig:
     public_base_url: str | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
     variants: VariantConfig = field(default_factory=VariantConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 @dataclass(kw_only=True)
@@ -60,7 +63,8 @@ class Generation:
 
 
 class EmulatorState:
-    """Generations, the request ledger, the fault draws and the WAV cache; used only from the app's loop.
+    """Generations, the request ledger, the fault draws, the rate limit's windows and the WAV cache;
+    used only from the app's loop.
 
     :param config: the initial configuration (replaceable at run time).
     """
@@ -68,6 +72,7 @@ class EmulatorState:
     def __init__(self, *, config: EmulatorConfig) -> None:
         self.config = config
         self.faults = FaultInjector(config.faults.seed)
+        self.limiter = KeyLimiter()
         self.generations: dict[str, Generation] = {}
         self.files: dict[str, Generation] = {}
         self.stability = StabilityStore()  # the Stability routes' generations (stability.py)
@@ -134,6 +139,12 @@ class EmulatorState:
         if reseed:
             self.faults.reseed(faults.seed)
 
+    def configure(self, config: EmulatorConfig) -> None:
+        """Apply ``config``; new rate-limit settings start every key's window afresh."""
+        if config.rate_limit != self.config.rate_limit:
+            self.limiter.restart()
+        self.config = config
+
     def record(self, method: str, path: str, status: int | None, fault: str | None) -> None:
         self.requests.append((method, path, status, fault))
         if fault is not None:
@@ -147,7 +158,8 @@ class EmulatorState:
         total, ``sha256`` of the file once synthesised (else None). Per request: ``status``
         (None when the connection was dropped) and ``fault`` (a kind, or None). ``faults``:
         how many times each kind was applied. ``stability``: the Stability routes' submits, results
-        and generations (see :mod:`.stability`).
+        and generations (see :mod:`.stability`). ``rate_limit``: the 429s and lockouts of the key's
+        rate limit (see :mod:`.ratelimit`).
         """
         return {
             "generations": [
@@ -171,11 +183,14 @@ class EmulatorState:
             "requests": [{"method": m, "path": p, "status": s, "fault": f} for m, p, s, f in self.requests],
             "faults": dict(self.fault_counts),
             "stability": self.stability.ledger(self.config.generation_seconds, self.config.variants),
+            "rate_limit": self.limiter.ledger(self.config.rate_limit),
         }
 
     def reset(self) -> None:
-        """Forget generations, requests and fault counts; end slow waits; re-seed the fault draws."""
+        """Forget generations, requests, fault counts and the rate limit's windows, lockouts and counts;
+        end slow waits; re-seed the fault draws."""
         self.generations.clear()
+        self.limiter.reset()
         self.files.clear()
         self.stability.reset()
         self.requests.clear()
