@@ -11,9 +11,15 @@ import fsspec
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, ObjectStoragePath
 
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioDownloadError
+from airflow_provider_stableaudio import download
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioDownloadError,
+    StableAudioStorageError,
+)
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.storage import prepare
+from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context, operator
 
 
@@ -50,7 +56,10 @@ def test_operator_downloads_to_object_storage_path(connection, tmp_path: Path) -
     )
 
 
-def test_failed_download_leaves_nothing_in_object_storage(connection, memory_fs) -> None:
+def test_failed_download_leaves_nothing_in_object_storage(
+    connection, memory_fs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_clock(monkeypatch, download)  # the retries' waits, skipped
     connection.set_faults(rate_download_truncated=1.0)
     hook = StableAudioHook()
     generation = operator(deferrable=False, wait_for_completion=False).execute(context())
@@ -106,7 +115,6 @@ def _partial_file_of_a_killed_writer(target: Path) -> Path:
 
         with staged_write(Path(sys.argv[1])) as out:
             out.write(b"RIFF half a clip")
-            out.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -160,7 +168,7 @@ def test_on_kill_removes_the_partial_download(tmp_path: Path) -> None:
                 task.on_kill()  # what Airflow calls on SIGTERM, before it kills the task
                 parts_seen.append(len(list(tmp_path.glob(".clip.wav.*.part"))))
 
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(StableAudioStorageError):
             killed_mid_download()
         assert parts_seen == [1, 0]
         assert list(tmp_path.iterdir()) == []
