@@ -52,7 +52,9 @@ class CompressingFront:
         import aiohttp
         from aiohttp import web
 
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED | {"accept-encoding"}}
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in _DROPPED | {"accept-encoding"}
+        }
         async with (
             aiohttp.ClientSession(auto_decompress=False) as session,
             session.request(

@@ -58,7 +58,11 @@ class LoopbackGuard:
             checked(sock, address)
             return real_connect_ex(sock, address)
 
-        self._saved = {"getaddrinfo": real_getaddrinfo, "connect": real_connect, "connect_ex": real_connect_ex}
+        self._saved = {
+            "getaddrinfo": real_getaddrinfo,
+            "connect": real_connect,
+            "connect_ex": real_connect_ex,
+        }
         socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
         socket.socket.connect = connect  # type: ignore[method-assign]
         socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]

@@ -179,7 +179,9 @@ def test_a_paid_stability_clip_arrives_whole_through_a_compressing_front(
 
 
 @pytest.mark.asyncio
-async def test_the_triggers_poll_reads_the_clips_own_size_through_a_compressing_front(front, stability) -> None:
+async def test_the_triggers_poll_reads_the_clips_own_size_through_a_compressing_front(
+    front, stability
+) -> None:
     hook = StabilityAudioHook()
     submitted = await asyncio.to_thread(hook.submit_generation, stability_request("stable-audio-3"))
     await asyncio.to_thread(hook.wait_for_generation, submitted.id, poll_interval=0.1, timeout=20)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from fsspec.implementations.memory import MemoryFileSystem
 from airflow.providers.common.compat.sdk import AirflowFailException, ObjectStoragePath
+from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_stableaudio import download
 from airflow_provider_stableaudio.exceptions import (
@@ -242,7 +242,9 @@ def test_a_store_that_keeps_failing_fails_the_download_for_a_task_retry(
 ) -> None:
     fake_clock(monkeypatch, download)
     standin.failures = 100
-    with pytest.raises(StableAudioDownloadError, match=r"StoreOwnError: the store's client gave up \(gave up"):
+    with pytest.raises(
+        StableAudioDownloadError, match=r"StoreOwnError: the store's client gave up \(gave up"
+    ):
         operator(deferrable=False, output_path="standin://clips/clip.wav").execute(context())
     assert stored_files(memory_fs) == []
     assert len(connection.ledger()["generations"]) == 1  # a task retry re-attaches to it (Airflow 3.3+)
