@@ -191,8 +191,11 @@ class _Staging:
         raise NotImplementedError
 
     def discard(self) -> None:
-        """Remove what was written, where the store allows; never raises."""
+        """Remove what was written, where the store allows; never raises (safe in a signal handler)."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Let go of what the write holds, whatever became of it."""
 
 
 class _LocalStaging(_Staging):
@@ -207,6 +210,7 @@ class _LocalStaging(_Staging):
             fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place: see _remove_stale_parts
         except BaseException:
             self.discard()
+            self.release()
             raise
 
     def write(self, data: bytes) -> None:
@@ -217,11 +221,14 @@ class _LocalStaging(_Staging):
         # mkstemp makes the file private (0600); the clip gets the mode any new file would.
         os.fchmod(self.out.fileno(), 0o666 & ~_umask())
         os.replace(self.tmp_name, self.target)
-        self.out.close()
 
     def discard(self) -> None:
+        # Unlink only: on_kill calls this from a signal handler, maybe in the middle of a write
+        # to this file (closing it there would be a reentrant call); release() closes it.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_name)
+
+    def release(self) -> None:
         with contextlib.suppress(OSError):
             self.out.close()
 
@@ -351,3 +358,4 @@ def staged_write(target: Path | tuple[Any, str]) -> Iterator[_StagedFile]:
         raise
     finally:
         _STAGED.discard(staging)
+        staging.release()
