@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stableaudio import storage
 from airflow_provider_stableaudio.api_errors import RETRYABLE_STATUSES, parse_retry_after
-from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
+from airflow_provider_stableaudio.exceptions import StableAudioDownloadError, StableAudioStorageError
 from airflow_provider_stableaudio.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
@@ -138,7 +138,8 @@ def _fetch(
                 sizes={"Content-Length": response.headers.get("Content-Length"), "file_size": expected_size},
                 # A reset, a timeout or a body cut short: the next attempt may get it whole.
                 broken=lambda what: _TransientFailure(f"downloading {url} {what}"),
-                unwritable=StableAudioDownloadError,
+                # The URL can be fetched again: a store that failed once may take the next attempt.
+                unwritable=_TransientFailure,
             )
     except requests.RequestException as exc:  # no answer at all
         raise _TransientFailure(f"downloading {url} failed: {exc}") from None
@@ -156,9 +157,11 @@ def write_body(
     """Stream ``response``'s body to ``target`` in chunks, whole or not at all; return its size.
 
     :param sizes: what each source (``Content-Length``, the API's ``file_size``) says the size is;
-        a body of another size is ``broken``.
+        a body of another size is ``broken``. ``Content-Length`` counts the bytes on the wire: a body
+        sent compressed although ``identity`` was asked for is checked against those.
     :param broken: the error for a body that broke off or came short, given what happened.
-    :param unwritable: the error for storage that refused the write, given what happened.
+    :param unwritable: the error for storage that failed ("could not store"), given what happened:
+        any error its filesystem raised, not only ``OSError``.
     """
     import requests
 
@@ -169,10 +172,19 @@ def write_body(
                 out.write(chunk)
                 received += len(chunk)
             for what, size in sizes.items():
-                if size is not None and str(size) != str(received):
-                    raise broken(f"got {received} bytes but {what} says {size}: incomplete file")
+                counted = _wire_bytes(response, received) if what == "Content-Length" else received
+                if size is not None and str(size) != str(counted):
+                    raise broken(f"got {counted} bytes but {what} says {size}: incomplete file")
     except requests.RequestException as exc:
         raise broken(f"failed after {received} bytes: {exc}") from None
-    except OSError as exc:
+    except StableAudioStorageError as exc:
         raise unwritable(f"writing the audio to {location} failed: {exc}") from exc
     return received
+
+
+def _wire_bytes(response: requests.Response, received: int) -> int:
+    """The body's bytes as sent: ``received`` unless it came encoded (``Content-Encoding``)."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return received
+    return int(response.raw.tell())

@@ -122,3 +122,9 @@ class StableAudioDownloadError(StableAudioError):
         super().__init__(message)
         self.url_expired = url_expired
         self.status_code = status_code
+
+
+class StableAudioStorageError(StableAudioError):
+    """The store of ``output_path`` failed (whatever its filesystem raised is the ``__cause__``: an
+    ``OSError``, botocore's ``NoCredentialsError``, gcsfs's ``HttpError``, ...); nothing was left at
+    the target. Raised by itself only before anything was paid for: a later try may succeed."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -10,7 +12,11 @@ import pytest
 
 from airflow_provider_stableaudio import download
 from airflow_provider_stableaudio.exceptions import StableAudioDownloadError
+from airflow_provider_stableaudio.generation_request import GenerationRequest
+from airflow_provider_stableaudio.hooks.stability import StabilityAudioHook
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from tests.compressing_front import CompressingFront
+from tests.conftest import API_KEY, set_connection
 from tests.fake_clock import FakeClock, fake_clock
 from tests.hooks.test_stable_audio_hook import request
 from tests.scripted_server import Reply
@@ -106,3 +112,93 @@ def test_download_replaces_an_existing_file_whole(connection, tmp_path: Path) ->
     served = connection.ledger()["generations"][0]["bytes_served"]
     assert target.stat().st_size == served
     assert hashlib.sha256(target.read_bytes()).hexdigest() != hashlib.sha256(b"old").hexdigest()
+
+
+# -- Stability's answers behind a compressing front: every request whose answer is audio asks for identity
+
+
+@pytest.fixture
+def front(stability, monkeypatch: pytest.MonkeyPatch):
+    """``stability_default`` reaches the emulator through a front that gzips what it may."""
+    with CompressingFront(stability.base_url) as front:
+        point_stability_at(monkeypatch, front.base_url)
+        yield front
+
+
+def point_stability_at(monkeypatch: pytest.MonkeyPatch, base_url: str, **extra: object) -> None:
+    set_connection(
+        monkeypatch,
+        "stability_default",
+        conn_type="stability",
+        host=base_url,
+        password=API_KEY,
+        extra=json.dumps(extra),
+    )
+
+
+def stability_request(model: str) -> GenerationRequest:
+    return GenerationRequest.build(model, prompt="a bowed vibraphone drone", duration=2, output_format="wav")
+
+
+def store_synchronously(hook: StabilityAudioHook, target: Path) -> None:
+    hook.generate_to(stability_request("stable-audio-2.5"), target, timeout=30)
+
+
+def store_by_the_served_once_poll(hook: StabilityAudioHook, target: Path) -> None:
+    submitted = hook.submit_generation(stability_request("stable-audio-3"))
+    hook.wait_for_generation(submitted.id, poll_interval=0.1, timeout=20, store_to=target)
+
+
+def store_after_the_wait(hook: StabilityAudioHook, target: Path) -> None:
+    submitted = hook.submit_generation(stability_request("stable-audio-3"))
+    hook.store_result(hook.wait_for_generation(submitted.id, poll_interval=0.1, timeout=20), target)
+
+
+STABILITY_AUDIO_PATHS = {
+    "synchronous call (2.5)": store_synchronously,
+    "served-once poll": store_by_the_served_once_poll,
+    "result fetched after the wait": store_after_the_wait,
+}
+
+
+@pytest.mark.parametrize("store", STABILITY_AUDIO_PATHS.values(), ids=STABILITY_AUDIO_PATHS.keys())
+def test_a_paid_stability_clip_arrives_whole_through_a_compressing_front(
+    front, stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store
+) -> None:
+    if store is store_by_the_served_once_poll:
+        stability.set_variants(stability_results_once=True)
+        point_stability_at(monkeypatch, front.base_url, results_served_once=True)
+    target = tmp_path / "clip.wav"
+    store(StabilityAudioHook(), target)
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == generation["sha256"]
+    assert list(tmp_path.iterdir()) == [target]
+    audio_answers = [seen for seen in front.seen if "/results/" in seen.path or "stable-audio-2" in seen.path]
+    assert audio_answers
+    assert {seen.accept_encoding for seen in audio_answers} == {"identity"}
+
+
+@pytest.mark.asyncio
+async def test_the_triggers_poll_reads_the_clips_own_size_through_a_compressing_front(
+    front, stability
+) -> None:
+    hook = StabilityAudioHook()
+    submitted = await asyncio.to_thread(hook.submit_generation, stability_request("stable-audio-3"))
+    await asyncio.to_thread(hook.wait_for_generation, submitted.id, poll_interval=0.1, timeout=20)
+    finished = await hook.aget_generation(submitted.id)
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert finished.audio_file is not None
+    assert finished.audio_file.file_size == generation["file_size"]  # not the compressed answer's
+    assert front.seen[-1].accept_encoding == "identity"
+
+
+def test_an_answer_compressed_although_identity_was_asked_is_still_stored_whole(
+    stability, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    target = tmp_path / "clip.wav"
+    with CompressingFront(stability.base_url, force=True) as front:
+        point_stability_at(monkeypatch, front.base_url)
+        store_synchronously(StabilityAudioHook(), target)
+    (generation,) = stability.ledger()["stability"]["generations"]
+    assert front.seen[-1].compressed
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == generation["sha256"]

@@ -5,15 +5,24 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import fsspec
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, ObjectStoragePath
+from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioDownloadError
+from airflow_provider_stableaudio import download
+from airflow_provider_stableaudio.exceptions import (
+    StableAudioConfigError,
+    StableAudioDownloadError,
+    StableAudioResultGoneError,
+    StableAudioStorageError,
+)
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.storage import prepare
+from tests.fake_clock import fake_clock
 from tests.operators.test_stable_audio_operator import context, operator
 
 
@@ -50,7 +59,10 @@ def test_operator_downloads_to_object_storage_path(connection, tmp_path: Path) -
     )
 
 
-def test_failed_download_leaves_nothing_in_object_storage(connection, memory_fs) -> None:
+def test_failed_download_leaves_nothing_in_object_storage(
+    connection, memory_fs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_clock(monkeypatch, download)  # the retries' waits, skipped
     connection.set_faults(rate_download_truncated=1.0)
     hook = StableAudioHook()
     generation = operator(deferrable=False, wait_for_completion=False).execute(context())
@@ -106,7 +118,6 @@ def _partial_file_of_a_killed_writer(target: Path) -> Path:
 
         with staged_write(Path(sys.argv[1])) as out:
             out.write(b"RIFF half a clip")
-            out.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -160,7 +171,7 @@ def test_on_kill_removes_the_partial_download(tmp_path: Path) -> None:
                 task.on_kill()  # what Airflow calls on SIGTERM, before it kills the task
                 parts_seen.append(len(list(tmp_path.glob(".clip.wav.*.part"))))
 
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(StableAudioStorageError):
             killed_mid_download()
         assert parts_seen == [1, 0]
         assert list(tmp_path.iterdir()) == []
@@ -172,3 +183,99 @@ def test_downloaded_file_gets_the_usual_mode(connection, tmp_path: Path) -> None
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+# -- a store that raises its own errors (not OSError), as botocore and gcsfs do
+
+
+class StoreOwnError(Exception):
+    """What a store's client raises of its own (botocore's NoCredentialsError is no OSError)."""
+
+
+class StandInStore(MemoryFileSystem):
+    """``standin://``: memory, until told to fail; probes pass, the clip's writes fail ``failures`` times."""
+
+    protocol = "standin"
+    failures = 0
+
+    @classmethod
+    def _strip_protocol(cls, path):  # type: ignore[no-untyped-def]
+        return super()._strip_protocol(str(path).replace("standin://", "memory://", 1))
+
+    def _open(self, path, mode="rb", **kwargs):  # type: ignore[no-untyped-def]
+        if "w" in mode and path.endswith(".part") and StandInStore.failures:
+            StandInStore.failures -= 1
+            raise StoreOwnError("the store's client gave up")
+        return super()._open(path, mode=mode, **kwargs)
+
+
+@pytest.fixture
+def standin(memory_fs, monkeypatch: pytest.MonkeyPatch):
+    from fsspec.registry import _registry
+
+    monkeypatch.setitem(_registry, "standin", StandInStore)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "UPath 'standin' filesystem not explicitly implemented")
+        yield StandInStore
+    StandInStore.failures = 0
+
+
+def stored_files(memory_fs) -> list[str]:
+    return memory_fs.find("/")
+
+
+def test_a_store_error_of_its_own_on_a_download_is_retried_in_the_task(
+    connection, standin, memory_fs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock(monkeypatch, download)
+    standin.failures = 1
+    ctx = context()
+    operator(deferrable=False, output_path="standin://clips/clip.wav").execute(ctx)
+    assert hashlib.sha256(memory_fs.cat("/clips/clip.wav")).hexdigest() == served_sha256(connection)
+    assert len(clock.sleeps) == 1  # one more attempt, inside the task
+    assert len(connection.ledger()["generations"]) == 1
+    assert stored_files(memory_fs) == ["/clips/clip.wav"]
+
+
+def test_a_store_that_keeps_failing_fails_the_download_for_a_task_retry(
+    connection, standin, memory_fs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_clock(monkeypatch, download)
+    standin.failures = 100
+    with pytest.raises(
+        StableAudioDownloadError, match=r"StoreOwnError: the store's client gave up \(gave up"
+    ):
+        operator(deferrable=False, output_path="standin://clips/clip.wav").execute(context())
+    assert stored_files(memory_fs) == []
+    assert len(connection.ledger()["generations"]) == 1  # a task retry re-attaches to it (Airflow 3.3+)
+
+
+def stability_operator(**kwargs):  # type: ignore[no-untyped-def]
+    from airflow_provider_stableaudio.operators.stable_audio import StableAudioGenerateOperator
+
+    return StableAudioGenerateOperator(
+        task_id="generate",
+        conn_id="stability_default",
+        poll_interval=0.1,
+        prompt="a slow cello drone",
+        duration=2,
+        output_format="wav",
+        output_path="standin://clips/clip.wav",
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("model", ["stable-audio-2.5", "stable-audio-3"], ids=["synchronous", "served once"])
+def test_a_stability_answer_the_store_refuses_fails_without_retries_saying_it_was_paid(
+    stability, standin, memory_fs, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    from tests.operators.test_stability_operator import served_once
+
+    served_once(stability, monkeypatch)
+    standin.failures = 1
+    with pytest.raises(AirflowFailException, match="The generation was paid for") as caught:
+        stability_operator(model=model).execute(context())
+    assert isinstance(caught.value.__cause__, StableAudioResultGoneError)
+    assert "StoreOwnError: the store's client gave up" in str(caught.value)
+    assert stability.ledger()["stability"]["submit_count"] == 1
+    assert stored_files(memory_fs) == []

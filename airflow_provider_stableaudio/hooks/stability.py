@@ -73,7 +73,12 @@ class StabilityAudioHook(StableAudioBaseHook):
         return STABILITY_UI_FIELD_BEHAVIOUR
 
     def _api_headers(self, settings: ApiSettings, *, accept: str = "application/json") -> dict[str, str]:
-        return {**super()._api_headers(settings, accept=accept), **CLIENT_HEADERS}
+        headers = {**super()._api_headers(settings, accept=accept), **CLIENT_HEADERS}
+        if accept == ACCEPT_AUDIO:
+            # The answer is the clip: its bytes as they are, never compressed by a proxy on the way
+            # (sizes are checked against Content-Length, and a lost answer is paid for).
+            headers["Accept-Encoding"] = "identity"
+        return headers
 
     @property
     def stores_while_polling(self) -> bool:
@@ -148,10 +153,14 @@ class StabilityAudioHook(StableAudioBaseHook):
             )
             if store_to is None or generation.state is not GenerationState.SUCCEEDED:
                 return generation
-            target = storage.prepare(store_to)
-            location = storage.describe(store_to, target)
             # Served once: a result this answer did not deliver whole is gone for good.
             gone = f"the result of generation {generation_id}, served once only, is lost"
+            try:
+                # Probed before the first poll (by the operator or sensor): its folder only.
+                target = storage.prepare(store_to, probe=False)
+            except Exception as error:
+                raise StableAudioResultGoneError(f"{gone}: {error}. {PAID}") from error
+            location = storage.describe(store_to, target)
             received = write_body(
                 response,
                 target,
