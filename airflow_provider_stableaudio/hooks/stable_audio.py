@@ -136,12 +136,18 @@ class StableAudioHook(StableAudioBaseHook):
         up to ``max_retries`` times; an expired URL (403, 404, 410) is not (see
         ``airflow_provider_stableaudio.download``).
 
+        The URL is not trusted: only ``https`` is fetched (``http`` too when the connection's Base
+        URL is http), never a loopback, link-local or private address unless the connection's own
+        host is one, and an answer that is not audio (an HTML page) or runs past ``expected_size``
+        (else the connection's ``max_download_bytes`` extra) is refused; none of these is retried.
+
         :param url: the audio URL (a CDN URL: sent without the API key).
         :param path: a local path (its folder is created), a URI such as ``s3://bucket/clip.wav``
             or an ``ObjectStoragePath``.
         :param expected_size: the ``file_size`` the API reported, if any.
         :return: where the file was written, as a path or URI.
-        :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
+        :raises StableAudioDownloadError: the file could not be fetched, written, or arrived
+            incomplete, or the URL or its answer was refused.
         """
         return self._download(url, path, expected_size=expected_size)
 
