@@ -282,6 +282,35 @@ def test_a_name_that_resolves_elsewhere_the_second_time_is_still_reached_at_the_
     assert lookups == ["rebind.example.test"]
 
 
+@pytest.fixture
+def through_a_proxy(scripted, monkeypatch: pytest.MonkeyPatch) -> ScriptedServer:
+    """The scripted server stands in for the deployment's HTTP proxy (``HTTP_PROXY``)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", scripted.base_url)
+    return scripted
+
+
+def test_through_a_proxy_a_name_the_worker_cannot_resolve_is_left_to_the_proxy(
+    through_a_proxy: ScriptedServer, names: dict, tmp_path: Path
+) -> None:
+    # Where the only way out is a proxy, the worker may resolve no outside name: the proxy does.
+    through_a_proxy.script(Reply(200, WAV, headers={"Content-Type": "audio/wav"}))
+    target = tmp_path / "clip.wav"
+    StableAudioHook().download_audio("http://cdn.example.test:8080/clip.wav", target)
+    assert target.read_bytes() == WAV
+    assert through_a_proxy.seen[0].path == "http://cdn.example.test:8080/clip.wav"
+
+
+def test_through_a_proxy_a_name_the_worker_resolves_to_a_private_address_is_refused(
+    through_a_proxy: ScriptedServer, names: dict, tmp_path: Path
+) -> None:
+    names["intranet.example.test"] = ["10.0.0.7"]
+    with pytest.raises(StableAudioDownloadError, match=r"10\.0\.0\.7, a private address"):
+        StableAudioHook().download_audio("http://intranet.example.test/clip.wav", tmp_path / "clip.wav")
+    assert through_a_proxy.seen == []
+
+
 # -- redirects ---------------------------------------------------------------------------------
 
 
