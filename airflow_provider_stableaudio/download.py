@@ -231,11 +231,12 @@ def _opened(
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
-    return (
-        parts.scheme.lower(),
-        parts.hostname,
-        parts.port or (443 if parts.scheme.lower() == "https" else 80),
-    )
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:  # refused by the check before it is fetched
+        port = None
+    return scheme, parts.hostname, port
 
 
 def _get(

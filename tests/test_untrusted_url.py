@@ -311,6 +311,109 @@ def test_through_a_proxy_a_name_the_worker_resolves_to_a_private_address_is_refu
     assert through_a_proxy.seen == []
 
 
+def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` only (no IP address in it), and its key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str | None]]]:
+    """An HTTPS server on loopback whose certificate names only ``clips.example.test``: its port, the
+    certificate (to trust) and the server names the clients asked for (SNI)."""
+    import ssl
+
+    cert_file, key_file = _certificate(tmp_path, "clips.example.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server_names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", str(len(WAV)))
+            self.end_headers()
+            self.wfile.write(WAV)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield str(httpd.server_address[1]), cert_file, server_names
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_over_https_the_pinned_connection_checks_the_certificate_against_the_name(
+    tls_server: tuple[str, Path, list[str | None]],
+    names: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port, cert_file, server_names = tls_server
+    names["clips.example.test"] = ["127.0.0.1"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    set_connection(monkeypatch, host=f"https://127.0.0.1:{port}", password=API_KEY)
+    target = tmp_path / "clip.wav"
+    StableAudioHook().download_audio(f"https://clips.example.test:{port}/clip.wav", target)
+    assert target.read_bytes() == WAV
+    assert server_names == ["clips.example.test"]  # SNI: the name, not the address connected to
+
+
+def test_over_https_a_certificate_for_another_name_is_refused(
+    tls_server: tuple[str, Path, list[str | None]],
+    names: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port, cert_file, _ = tls_server
+    names["other.example.test"] = ["127.0.0.1"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    set_connection(monkeypatch, host=f"https://127.0.0.1:{port}", password=API_KEY)
+    with pytest.raises(
+        StableAudioDownloadError, match=r"certificate is not valid for 'other\.example\.test'"
+    ):
+        StableAudioHook(max_retries=0).download_audio(
+            f"https://other.example.test:{port}/clip.wav", tmp_path / "clips" / "clip.wav"
+        )
+    assert list((tmp_path / "clips").iterdir()) == []
+
+
 # -- redirects ---------------------------------------------------------------------------------
 
 
@@ -355,6 +458,12 @@ def test_a_redirect_to_another_host_drops_the_api_key(scripted, names: dict, tmp
     assert first.headers["Authorization"] == f"Bearer {API_KEY}"
     assert "Authorization" not in second.headers
     assert second.headers["Host"] == f"cdn.example.test:{port}"
+
+
+def test_a_redirect_to_a_port_out_of_range_is_refused(scripted, tmp_path: Path) -> None:
+    scripted.script(Reply(302, b"", headers={"Location": "http://127.0.0.1:99999/clip.wav"}))
+    with pytest.raises(StableAudioDownloadError, match="it has no valid host"):
+        StableAudioHook().download_audio(scripted.base_url + "/clip.wav", tmp_path / "clip.wav")
 
 
 def test_a_chain_of_redirects_ends_after_five(scripted, tmp_path: Path) -> None:
