@@ -402,7 +402,7 @@ def _read_bounded(response: requests.Response, *, action: str) -> None:
         if size > MAX_ANSWER_BYTES:
             response.close()
             break
-    # requests serves .content from _content once the body was read (as its own mocks set it).
+    # requests' .content returns _content once it is set: the body is read here, bounded, instead.
     response._content = b"".join(chunks)[:MAX_ANSWER_BYTES]
     if size > MAX_ANSWER_BYTES and 200 <= response.status_code < 300:
         raise _too_long(action)

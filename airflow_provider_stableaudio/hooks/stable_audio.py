@@ -31,7 +31,9 @@ class StableAudioHook(StableAudioBaseHook):
 
     The connection (type ``stableaudio``) holds the API key in its password; its host the Base URL
     (default ``https://api.aimlapi.com``; a host without a scheme gets https); the optional
-    ``timeout`` extra the seconds allowed for each API call (default 30).
+    ``timeout`` extra the seconds allowed for each API call (default 30); the optional
+    ``max_download_bytes`` extra the most bytes a download reads when the API reports no size
+    (default 4 GiB).
 
     :param conn_id: the Airflow connection to use (default ``stableaudio_default``).
     :param max_retries: how many times a transient failure (429, 5xx, connection error) of one
