@@ -491,8 +491,14 @@ def test_an_answer_of_another_type_is_refused_and_nothing_is_stored(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content_type", ["application/octet-stream", None, "audio/wav"])
-@pytest.mark.parametrize("body", [SIGN_IN, b'{"error": "AccessDenied"}', b"Access denied\n"])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/octet-stream", SIGN_IN),
+        (None, b'{"error": "AccessDenied"}'),
+        ("audio/wav", b"Access denied\n"),
+    ],
+)
 def test_a_text_body_is_refused_whatever_type_it_claims(
     scripted, tmp_path: Path, content_type: str | None, body: bytes
 ) -> None:
