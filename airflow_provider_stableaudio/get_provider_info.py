@@ -33,6 +33,14 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Seconds allowed for each API call (default 30).",
         "schema": {"type": ["number", "null"], "minimum": 1},
     },
+    "max_download_bytes": {
+        "label": "Largest download (bytes)",
+        "description": (
+            "The most bytes a clip's download reads when the API reports no size "
+            "(default 4294967296, 4 GiB); a longer answer is refused."
+        ),
+        "schema": {"type": ["integer", "null"], "minimum": 1},
+    },
 }
 
 

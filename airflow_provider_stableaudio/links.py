@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperatorLink
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 
 class StableAudioClipLink(BaseOperatorLink):
-    """Link to the audio URL of the generation the task completed (empty until then)."""
+    """Link to the audio URL of the generation the task completed (empty until then, and for a URL
+    that is not http(s): the API's answer is not trusted to put ``javascript:`` in the UI)."""
 
     name = "Stable Audio clip"
 
@@ -29,4 +31,10 @@ class StableAudioClipLink(BaseOperatorLink):
         from airflow.providers.common.compat.sdk import XCom
 
         audio_file = XCom.get_value(ti_key=ti_key, key=AUDIO_FILE_XCOM)
-        return audio_file.get("url", "") if isinstance(audio_file, dict) else ""
+        url = audio_file.get("url") if isinstance(audio_file, dict) else None
+        return url.strip() if isinstance(url, str) and _is_web_url(url.strip()) else ""
+
+
+def _is_web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)

@@ -11,6 +11,9 @@ from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, Service
 
 DEFAULT_BASE_URL = SERVICES[AIMLAPI].default_base_url
 DEFAULT_REQUEST_TIMEOUT = 30.0
+# The most bytes a download reads when the API reports no size (extra ``max_download_bytes``): far
+# above any clip (380 s of 48 kHz stereo float WAV is 146 MB), far below what would fill a disk.
+DEFAULT_MAX_DOWNLOAD_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,15 @@ class ApiSettings:
     :param request_timeout: seconds allowed for one API call.
     :param results_served_once: the service serves a finished result once only (extra
         ``results_served_once``; Stability AI, unconfirmed): the poll that finds it ready stores it.
+    :param max_download_bytes: the most bytes a download reads when the API reports no
+        ``file_size`` (extra ``max_download_bytes``, default 4 GiB).
     """
 
     base_url: str
     api_key: str = field(repr=False)
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     results_served_once: bool = False
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
 
 
 def normalize_base_url(
@@ -77,8 +83,8 @@ def settings_from_connection(
 
     :param service: the service the connection reaches (its default Base URL, its key's name).
 
-    :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout`` or
-        ``results_served_once`` extra.
+    :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout``,
+        ``results_served_once`` or ``max_download_bytes`` extra.
     """
     if not password or not password.strip():
         raise StableAudioConfigError(
@@ -113,4 +119,22 @@ def settings_from_connection(
         api_key=password.strip(),
         request_timeout=timeout,
         results_served_once=served_once,
+        max_download_bytes=_max_download_bytes(extra.get("max_download_bytes"), conn_id=conn_id),
     )
+
+
+def _max_download_bytes(value: Any, *, conn_id: str) -> int:
+    """The ``max_download_bytes`` extra: a whole number of bytes above 0; unset (or null) is the default."""
+    if value is None or value == "":
+        return DEFAULT_MAX_DOWNLOAD_BYTES
+    number = value.strip() if isinstance(value, str) else value
+    if isinstance(number, str) and number.isascii() and number.isdigit():
+        number = int(number)
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has an invalid 'max_download_bytes' extra {value!r}: "
+            "expected a whole number of bytes greater than 0"
+        )
+    return number

@@ -75,3 +75,13 @@ def test_with_deferral_off_the_operator_waits_on_the_worker(
     ctx = context()
     url = operator().execute(ctx)  # no TaskDeferred: it polled to completion here
     assert url == ctx["ti"].xcom("audio_file")["url"]
+
+
+@pytest.mark.parametrize("task_class", [StableAudioGenerateOperator, StableAudioGenerationSensor])
+def test_the_deferrable_docstring_says_what_the_code_reads(task_class: type) -> None:
+    # The environment is read, airflow.cfg is not (see waiting.default_deferrable).
+    doc = " ".join((task_class.__doc__ or "").split())
+    deferrable = doc[doc.index(":param deferrable:") :].split(":param ", 2)[1]
+    assert VARIABLE in deferrable
+    assert "airflow.cfg`` is not read" in deferrable
+    assert f"{VARIABLE}=false" in deferrable  # what a deployment without a triggerer sets

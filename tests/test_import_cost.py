@@ -48,6 +48,7 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
         "input_audio",
         "audio_length",
         "stability_result",
+        "untrusted_url",
     ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:

@@ -217,3 +217,43 @@ def test_a_dag_run_emits_the_clip_and_the_facet_to_an_openlineage_transport(
         "steps": 100,
     }
     assert facet["_producer"].startswith("https://github.com/apache/airflow")
+
+
+def test_the_documented_settings_keep_the_providers_facet_out_of_lineage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/lineage.md's two ways to keep the audio URL out of lineage, as OpenLineage reads them."""
+    import re
+
+    from airflow.providers.openlineage import conf as ol_conf
+    from airflow.providers.openlineage.utils.emission_policy import resolve_task_emission_policy
+    from airflow.providers.openlineage.utils.utils import is_operator_disabled
+    from airflow.providers.standard.operators.empty import EmptyOperator
+
+    page = (ROOT / "docs" / "lineage.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^export (AIRFLOW__OPENLINEAGE__\w+)='(.*)'$", page, re.MULTILINE))
+    tasks = [operator(), StableAudioGenerationSensor(task_id="wait", generation_id="g"), decorated("x")]
+
+    def read_afresh() -> None:  # OpenLineage caches its options, except under pytest
+        for option in (ol_conf.emission_policy, ol_conf.disabled_operators):
+            getattr(option, "cache_clear", lambda: None)()
+
+    monkeypatch.setenv(
+        "AIRFLOW__OPENLINEAGE__EMISSION_POLICY", documented["AIRFLOW__OPENLINEAGE__EMISSION_POLICY"]
+    )
+    read_afresh()
+    try:
+        for task in tasks:
+            assert resolve_task_emission_policy(task, "d", task.task_id).extract_operator_metadata is False
+        other = EmptyOperator(task_id="other")
+        assert resolve_task_emission_policy(other, "d", "other").extract_operator_metadata is True
+        monkeypatch.delenv("AIRFLOW__OPENLINEAGE__EMISSION_POLICY")
+        monkeypatch.setenv(
+            "AIRFLOW__OPENLINEAGE__DISABLED_FOR_OPERATORS",
+            documented["AIRFLOW__OPENLINEAGE__DISABLED_FOR_OPERATORS"],
+        )
+        read_afresh()
+        assert [is_operator_disabled(task) for task in tasks] == [True, True, True]
+    finally:
+        monkeypatch.undo()
+        read_afresh()

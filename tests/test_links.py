@@ -40,3 +40,17 @@ def test_link_of_a_successful_try_is_the_clip_url(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(XCom, "get_value", lambda *, ti_key, key: {"url": f"http://127.0.0.1/{key}.wav"})
     ti = SimpleNamespace(state="success", dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)
     assert StableAudioClipLink().get_link(operator(), ti_key=ti) == "http://127.0.0.1/audio_file.wav"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(document.cookie)", " javascript:alert(1)", "java\tscript:alert(1)", "file:///etc/passwd",
+     "data:text/html,<script>alert(1)</script>", "//evil.example/clip.wav", "https:clip.wav"],
+)  # fmt: skip
+def test_link_is_empty_for_a_url_that_is_not_http(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    # The URL is the API's answer, shown as a button in Airflow's UI: only a web address may be one.
+    from airflow.providers.common.compat.sdk import XCom
+
+    monkeypatch.setattr(XCom, "get_value", lambda *, ti_key, key: {"url": url})
+    ti = SimpleNamespace(state="success", dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)
+    assert StableAudioClipLink().get_link(operator(), ti_key=ti) == ""

@@ -73,6 +73,7 @@ def test_connection_form_reaches_airflow() -> None:
     assert behaviour["placeholders"]["host"] == "https://api.aimlapi.com"
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
     assert "extra__stableaudio__timeout" in manager.connection_form_widgets
+    assert "extra__stableaudio__max_download_bytes" in manager.connection_form_widgets
     assert manager.hooks["stableaudio"].hook_class_name.endswith("StableAudioHook")  # type: ignore[union-attr]
     stability = manager.field_behaviours["stability"]
     assert stability["placeholders"]["host"] == "https://api.stability.ai"

@@ -150,6 +150,8 @@ async def poll(request: web.Request) -> web.Response:
             "file_name": gen.file_name,
             "file_size": wav_size(gen.seconds_total),
         }
+        if variants.audio_url is not None:
+            body["audio_file"] = {"url": variants.audio_url}
         body["meta"] = {"usage": {"credits_used": variants.credits_per_step * gen.steps}}
     elif status in ("error", "failed"):
         body["error"] = {"name": "GenerationError", "message": GENERATION_ERROR}

@@ -84,6 +84,12 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         help="credits_used is N times steps; may be fractional (default: %(default)s)",
     )
     group.add_argument(
+        "--audio-url",
+        default=None,
+        metavar="URL",
+        help="completed generations report only this audio URL (default: the emulator's own file)",
+    )
+    group.add_argument(
         "--stability-result-ttl",
         type=float,
         default=defaults.stability_result_ttl,

@@ -26,6 +26,9 @@ client must accept all of. Each is a setting with the same name everywhere: keyw
 * ``credits_per_step``: ``meta.usage.credits_used`` is this times ``steps`` (default ``252``: 25200
   at the default 100 steps). The schema's type is ``number``: a fraction such as ``0.125`` reports
   fractional credits (12.5 at 100 steps).
+* ``audio_url``: a completed generation's ``audio_file`` is only ``{"url": <this>}``, the one field
+  the schema requires, whatever it points at (``file:///etc/passwd``, a sign-in page): a client must
+  not trust it. Default ``null``: the emulator's own file, with every field.
 
 Stability's API (``stability.py``):
 
@@ -103,6 +106,12 @@ def _parse_ttl(value: object) -> float | None:
     return float(value)
 
 
+def _parse_url(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be a string or null")
+    return value
+
+
 def _parse_credits(value: object) -> int | float:
     # Not made a float: the default's credits_used stays an integer, as the real API's examples are.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -119,6 +128,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "url_ttl_seconds": _parse_ttl,
     "completed_status": _one_of(COMPLETED_STATUSES),
     "credits_per_step": _parse_credits,
+    "audio_url": _parse_url,
     "stability_result_ttl": _parse_seconds,
     "stability_results_once": _parse_bool,
     "stability_audio_headers": _parse_bool,
@@ -143,6 +153,7 @@ class VariantConfig:
     url_ttl_seconds: float | None = None
     completed_status: str = "completed"
     credits_per_step: int | float = 252
+    audio_url: str | None = None
     stability_result_ttl: float = 86400.0
     stability_results_once: bool = False
     stability_audio_headers: bool = True
@@ -177,6 +188,7 @@ class VariantSettings(TypedDict, total=False):
     url_ttl_seconds: float | None
     completed_status: str
     credits_per_step: int | float
+    audio_url: str | None
     stability_result_ttl: float
     stability_results_once: bool
     stability_audio_headers: bool

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from airflow_provider_stableaudio.storage import OutputPath
 
 USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
+# The most of an API answer read into memory (a poll, an error, a submit's answer; never a clip): a
+# JSON answer is a few hundred bytes, and a longer one is cut here rather than fill the worker's or
+# the triggerer's memory.
+MAX_ANSWER_BYTES = 1024 * 1024
 _T = TypeVar("_T")
 
 
@@ -117,17 +121,25 @@ class StableAudioBaseHook(BaseHook):
         """One API call; raises :class:`StableAudioConnectionError` when no answer arrived.
 
         Its ``request_sent`` tells whether the request may have reached the server. Keyword
-        arguments go to ``requests`` (``headers`` defaults to the API headers).
+        arguments go to ``requests`` (``headers`` defaults to the API headers). The answer's body is
+        read up to :data:`MAX_ANSWER_BYTES`, except a ``stream=True`` 200's (audio, streamed by the
+        caller).
+
+        :raises StableAudioResponseError: a 2xx answer longer than :data:`MAX_ANSWER_BYTES`.
         """
         import requests
 
         settings = self.settings
         kwargs.setdefault("headers", self._api_headers(settings))
         kwargs.setdefault("timeout", settings.request_timeout)
+        stream = kwargs.pop("stream", False)
         try:
-            return self.get_conn().request(method, settings.base_url + path, **kwargs)
+            response = self.get_conn().request(method, settings.base_url + path, stream=True, **kwargs)
+            if not (stream and response.status_code == 200):
+                _read_bounded(response, action=action)
         except requests.RequestException as exc:
             raise self._connection_error(action, exc) from None
+        return response
 
     def _connection_error(self, action: str, exc: Exception) -> StableAudioConnectionError:
         sent = not _never_connected(exc)
@@ -286,7 +298,7 @@ class StableAudioBaseHook(BaseHook):
                     response.close()
                     body = b""
                 else:
-                    body = await response.read()
+                    body = await _aread_bounded(response, action=action)
                 # A copy keeps case-insensitive lookup: aiohttp keeps "Finish-Reason" as sent.
                 return response.status, response.headers.copy(), body
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -365,12 +377,57 @@ class StableAudioBaseHook(BaseHook):
             url,
             path,
             timeout=self.settings.request_timeout,
+            base_url=self.settings.base_url,
+            max_bytes=self.settings.max_download_bytes,
             max_retries=self.max_retries,
             log=self.log,
             **kwargs,
         )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location
+
+
+def _read_bounded(response: requests.Response, *, action: str) -> None:
+    """Read ``response``'s body, at most :data:`MAX_ANSWER_BYTES` of it, as its ``content``.
+
+    Longer, an error's body is cut there (its text is cut shorter still before any message), and the
+    rest is left unread, its connection closed.
+
+    :raises StableAudioResponseError: a 2xx answer is longer: it cannot be read whole.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            break
+    # requests' .content returns _content once it is set: the body is read here, bounded, instead.
+    response._content = b"".join(chunks)[:MAX_ANSWER_BYTES]
+    if size > MAX_ANSWER_BYTES and 200 <= response.status_code < 300:
+        raise _too_long(action)
+
+
+async def _aread_bounded(response: Any, *, action: str) -> bytes:
+    """:func:`_read_bounded` for an ``aiohttp`` answer: its body, at most :data:`MAX_ANSWER_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            if 200 <= response.status < 300:
+                raise _too_long(action)
+            break
+    return b"".join(chunks)[:MAX_ANSWER_BYTES]
+
+
+def _too_long(action: str) -> StableAudioResponseError:
+    return StableAudioResponseError(
+        f"the answer to {action} is longer than {MAX_ANSWER_BYTES} bytes: not an answer of the API"
+    )
 
 
 def _session_without_netrc() -> requests.Session:

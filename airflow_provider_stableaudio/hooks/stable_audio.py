@@ -31,7 +31,9 @@ class StableAudioHook(StableAudioBaseHook):
 
     The connection (type ``stableaudio``) holds the API key in its password; its host the Base URL
     (default ``https://api.aimlapi.com``; a host without a scheme gets https); the optional
-    ``timeout`` extra the seconds allowed for each API call (default 30).
+    ``timeout`` extra the seconds allowed for each API call (default 30); the optional
+    ``max_download_bytes`` extra the most bytes a download reads when the API reports no size
+    (default 4 GiB).
 
     :param conn_id: the Airflow connection to use (default ``stableaudio_default``).
     :param max_retries: how many times a transient failure (429, 5xx, connection error) of one
@@ -136,12 +138,18 @@ class StableAudioHook(StableAudioBaseHook):
         up to ``max_retries`` times; an expired URL (403, 404, 410) is not (see
         ``airflow_provider_stableaudio.download``).
 
+        The URL is not trusted: only ``https`` is fetched (``http`` too when the connection's Base
+        URL is http), never a loopback, link-local or private address unless the connection's own
+        host is one, and an answer that is not audio (an HTML page) or runs past ``expected_size``
+        (else the connection's ``max_download_bytes`` extra) is refused; none of these is retried.
+
         :param url: the audio URL (a CDN URL: sent without the API key).
         :param path: a local path (its folder is created), a URI such as ``s3://bucket/clip.wav``
             or an ``ObjectStoragePath``.
         :param expected_size: the ``file_size`` the API reported, if any.
         :return: where the file was written, as a path or URI.
-        :raises StableAudioDownloadError: the file could not be fetched, written, or arrived incomplete.
+        :raises StableAudioDownloadError: the file could not be fetched, written, or arrived
+            incomplete, or the URL or its answer was refused.
         """
         return self._download(url, path, expected_size=expected_size)
 

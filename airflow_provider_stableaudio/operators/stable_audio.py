@@ -109,7 +109,10 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
         shorter ``execution_timeout`` ends the wait too, deferred or not (``AirflowTaskTimeout``,
         retried as any execution timeout); ``timeout`` ends it with ``StableAudioTimeoutError``.
     :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
-        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
+        default_deferrable`` where the deployment's environment sets it
+        (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` or its ``_CMD`` / ``_SECRET`` form; a line in
+        ``airflow.cfg`` is not read: Airflow writes ``false`` there by default), else True. A
+        deployment without a triggerer sets ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=false``.
     :param wait_for_completion: when False, return the generation id right after submitting.
     :param output_path: download the audio here once completed: a local path, a URI
         (``s3://...``, any fsspec scheme installed) or an ``ObjectStoragePath`` (templated).

@@ -52,7 +52,10 @@ class StableAudioGenerationSensor(LineageMixin, BaseSensorOperator):
     :param output_path: store the audio here once completed: a local path, a URI or an
         ``ObjectStoragePath`` (templated); required with a Stability AI connection.
     :param deferrable: wait in the triggerer, not on a worker. Default: ``[operators]
-        default_deferrable`` where the deployment sets it (environment or ``airflow.cfg``), else True.
+        default_deferrable`` where the deployment's environment sets it
+        (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` or its ``_CMD`` / ``_SECRET`` form; a line in
+        ``airflow.cfg`` is not read: Airflow writes ``false`` there by default), else True. A
+        deployment without a triggerer sets ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=false``.
     :param poke_interval: seconds between status checks, greater than 0 (default 10).
     :param timeout: seconds to wait before failing (default 15 min). Deferred or not, running out of
         time raises ``AirflowSensorTimeout`` (no task retries), or skips the task with
