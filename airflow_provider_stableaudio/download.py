@@ -31,11 +31,15 @@ from airflow_provider_stableaudio.untrusted_url import UrlPolicy, check_audio_an
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
     import requests
 
     from airflow_provider_stableaudio.storage import OutputPath
+
+    # One request through the key's budget: yields record(status, Retry-After header) for its answer.
+    Gate = Callable[[], AbstractContextManager[Callable[[int, str | None], None]]]
 
 # 128 KiB: steady throughput whether memory is warm or cold (docs/performance.md), tiny RSS.
 DOWNLOAD_CHUNK_BYTES = 128 * 1024
@@ -48,6 +52,10 @@ RETRY_WINDOW_SECONDS = 300.0
 DOWNLOAD_TIME_LIMIT_SECONDS = 1800.0
 # Redirects followed (each one checked as the URL was); requests' own default is 30.
 MAX_REDIRECTS = 5
+
+
+def _unrecorded(status: int, retry_after: str | None) -> None:
+    """A URL fetched without the key: its answers are no one's budget."""
 
 
 class _TransientFailure(Exception):
@@ -72,6 +80,7 @@ def download_file(
     log: Any = None,
     headers: dict[str, str] | None = None,
     lockout: float | None = None,
+    gate: Gate | None = None,
 ) -> tuple[str, int]:
     """Stream the file at ``url`` to ``path``; return ``(where it was written, bytes received)``.
 
@@ -96,6 +105,8 @@ def download_file(
         from the API itself; a redirect to another host drops ``Authorization``).
     :param lockout: seconds the server refuses the key after a 429 without ``Retry-After`` (a
         result fetched from Stability's API: 60).
+    :param gate: the key's request budget, for a result fetched from the API with its key: each
+        attempt waits for a slot in it, and reports its status (a 429 pauses the key).
     :raises StableAudioDownloadError: the file could not be fetched, written, or arrived whole, or
         the URL or its answer was refused.
     """
@@ -118,6 +129,7 @@ def download_file(
                 limits=limits,
                 headers={**(headers or {}), "Accept-Encoding": "identity"},
                 lockout=lockout,
+                gate=gate,
             )
         except _TransientFailure as failure:
             failures += 1
@@ -178,6 +190,7 @@ def _fetch(
     limits: _Limits,
     headers: dict[str, str],
     lockout: float | None,
+    gate: Gate | None,
 ) -> int:
     """One attempt; returns the bytes written, or raises :class:`_TransientFailure` or the final error."""
     import requests
@@ -186,8 +199,12 @@ def _fetch(
         raise limits.too_slow(url)
     try:
         # identity (in headers): the byte counts are of the file itself, never of a compressed body.
-        with _opened(session, url, headers=headers, timeout=timeout, policy=limits.policy) as response:
+        with (
+            gate() if gate is not None else contextlib.nullcontext(_unrecorded) as record,
+            _opened(session, url, headers=headers, timeout=timeout, policy=limits.policy) as response,
+        ):
             status = response.status_code
+            record(status, response.headers.get("Retry-After"))
             if status != 200:
                 message = f"downloading {url} failed with HTTP {status}"
                 if status in RETRYABLE_STATUSES:

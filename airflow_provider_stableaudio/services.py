@@ -24,6 +24,9 @@ class Service:
     :param key_name: what the key in the connection's password is called, for messages.
     :param lockout_seconds: how long the service refuses a key after answering 429, when the
         answer has no ``Retry-After``; ``None`` when the service documents no figure.
+    :param default_requests_per_second: the most requests per second a process sends with one key
+        when the connection does not say (extra ``max_requests_per_second``); ``None``: no limit is
+        documented, so the rate adapts to the service's 429s.
     """
 
     name: str
@@ -33,6 +36,7 @@ class Service:
     default_base_url: str
     key_name: str
     lockout_seconds: float | None = None
+    default_requests_per_second: float | None = None
 
 
 SERVICES: dict[str, Service] = {
@@ -54,6 +58,9 @@ SERVICES: dict[str, Service] = {
         # "You have exceeded the rate limit of 150 requests within a 10 second period, and have been
         # timed out for 60 seconds", with no Retry-After: a retry sooner only extends the lockout.
         lockout_seconds=60,
+        # Two thirds of the documented 150 per 10 s: room for the workers' submits and fetches, and
+        # for a second process, which each adapt on a 429.
+        default_requests_per_second=10,
     ),
 }
 

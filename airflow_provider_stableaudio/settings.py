@@ -27,6 +27,8 @@ class ApiSettings:
         ``results_served_once``; Stability AI, unconfirmed): the poll that finds it ready stores it.
     :param max_download_bytes: the most bytes a download reads when the API reports no
         ``file_size`` (extra ``max_download_bytes``, default 4 GiB).
+    :param max_requests_per_second: the most requests per second this process sends with the key
+        (extra ``max_requests_per_second``); ``None``: the service's default.
     """
 
     base_url: str
@@ -34,6 +36,7 @@ class ApiSettings:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     results_served_once: bool = False
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    max_requests_per_second: float | None = None
 
 
 def normalize_base_url(
@@ -84,7 +87,7 @@ def settings_from_connection(
     :param service: the service the connection reaches (its default Base URL, its key's name).
 
     :raises StableAudioConfigError: no API key, a malformed Base URL or a bad ``timeout``,
-        ``results_served_once`` or ``max_download_bytes`` extra.
+        ``results_served_once``, ``max_download_bytes`` or ``max_requests_per_second`` extra.
     """
     if not password or not password.strip():
         raise StableAudioConfigError(
@@ -120,7 +123,26 @@ def settings_from_connection(
         request_timeout=timeout,
         results_served_once=served_once,
         max_download_bytes=_max_download_bytes(extra.get("max_download_bytes"), conn_id=conn_id),
+        max_requests_per_second=_max_requests_per_second(
+            extra.get("max_requests_per_second"), conn_id=conn_id
+        ),
     )
+
+
+def _max_requests_per_second(value: Any, *, conn_id: str) -> float | None:
+    """The ``max_requests_per_second`` extra: a number above 0; unset (or null) is the service's default."""
+    if value is None or value == "":
+        return None
+    try:
+        rate = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        rate = -1.0
+    if isinstance(value, bool) or not (0 < rate < float("inf")):
+        raise StableAudioConfigError(
+            f"connection {conn_id!r} has an invalid 'max_requests_per_second' extra {value!r}: "
+            "expected a number of requests per second greater than 0 (such as 14, or 0.5)"
+        )
+    return rate
 
 
 def _max_download_bytes(value: Any, *, conn_id: str) -> int:

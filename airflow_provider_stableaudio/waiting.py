@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stableaudio.exceptions import StableAudioConfigError, StableAudioTimeoutError
 
 if TYPE_CHECKING:
+    from airflow_provider_stableaudio.generation_request import GenerationRequest
     from airflow_provider_stableaudio.hooks.base import StableAudioBaseHook
 
 # The task's own defer timeout leaves the trigger time to send its clearer ``timeout`` event first.
@@ -27,7 +28,14 @@ def positive_seconds(name: str, value: Any) -> float:
 
 
 def defer_to_trigger(
-    task: Any, *, hook: StableAudioBaseHook, generation_id: str, poll_interval: float, timeout: float
+    task: Any,
+    *,
+    hook: StableAudioBaseHook,
+    generation_id: str,
+    poll_interval: float,
+    timeout: float,
+    request: GenerationRequest | None = None,
+    submitted_at: float | None = None,
 ) -> None:
     """Defer ``task`` until the generation ends (raises ``TaskDeferred``); resumes in ``execute_complete``.
 
@@ -35,6 +43,9 @@ def defer_to_trigger(
     Airflow does not apply ``execution_timeout`` to a deferred task, so the wait does, as the official
     providers' deferrals do. The task's own deferral timeout runs past the trigger's deadline plus its
     last poll and a margin, so the trigger's clearer ``timeout`` event arrives first.
+
+    ``request`` (its model and clip length) and ``submitted_at`` (Unix time), when known, let the
+    triggerer poll by need: not before generations like it were seen to finish.
     """
     from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
 
@@ -48,6 +59,9 @@ def defer_to_trigger(
             poll_interval=poll_interval,
             end_time=time.time() + timeout,
             service=hook.service_name,
+            model=None if request is None else request.model,
+            clip_seconds=None if request is None else request.duration_seconds,
+            submitted_at=submitted_at,
         ),
         method_name="execute_complete",
         timeout=timedelta(seconds=timeout + hook.settings.request_timeout) + DEFER_TIMEOUT_MARGIN,

@@ -45,6 +45,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_request_budgets() -> Iterator[None]:
+    """Each test starts with no key paused: a 429 one test provoked never slows the next."""
+    from airflow_provider_stableaudio.request_budget import forget_budgets
+
+    forget_budgets()
+    yield
+    forget_budgets()
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
     config = EmulatorConfig(generation_seconds=GENERATION_SECONDS, api_keys=frozenset({API_KEY}))

@@ -7,9 +7,10 @@ import types
 
 import pytest
 
-from airflow_provider_stableaudio import retry_policy
+from airflow_provider_stableaudio import budget_queue, poll_planner, retry_policy
 from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
+from airflow_provider_stableaudio.request_budget import forget_budgets
 from airflow_provider_stableaudio.retry_policy import RetryPolicy, backoff_delay, poll_delay
 from airflow_provider_stableaudio.triggers import stable_audio as trigger_module
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
@@ -27,7 +28,8 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
 def test_a_wait_never_runs_past_the_time_left() -> None:
     assert RetryPolicy().delay(1, retry_after=20, remaining=30) == 20
     assert RetryPolicy().delay(1, retry_after=120) == 120  # no deadline: Retry-After is obeyed
-    assert poll_delay(10, failures=3, retry_after=20, remaining=42) == pytest.approx(20, abs=10)
+    # At least Retry-After, at most the third backoff (up to 4 intervals), within the time left.
+    assert all(20 <= poll_delay(10, failures=3, retry_after=20, remaining=42) <= 40 for _ in range(50))  # type: ignore[operator]
     assert poll_delay(10, failures=3, remaining=12) <= 12
 
 
@@ -54,8 +56,12 @@ def test_polls_are_spread_but_never_later_than_asked() -> None:
 
 
 def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same failures make the worker's wait and the trigger's wait pause for the same times."""
-    monkeypatch.setattr(retry_policy, "random", types.SimpleNamespace(uniform=lambda low, high: high))
+    """The same failures make the worker's wait and the trigger's wait pause for the same times:
+    the backoff after 5xx, the interval between polls, and a 429's Retry-After, which pauses the
+    key's budget (the trigger waits it out in the triggerer's queue for the key)."""
+    highest = types.SimpleNamespace(uniform=lambda low, high: high)
+    monkeypatch.setattr(retry_policy, "random", highest)
+    monkeypatch.setattr(poll_planner, "random", highest)
     failures_then_done = (
         Reply(503, {"message": "maintenance", "statusCode": 503}),
         Reply(502, b"bad gateway"),
@@ -68,18 +74,30 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
     clock = fake_clock(monkeypatch, hook_module)
     StableAudioHook().wait_for_generation("g", poll_interval=2, timeout=900)
     sync_sleeps = clock.sleeps
+    forget_budgets()
 
     scripted.script(*failures_then_done)
     trigger_clock = fake_clock(monkeypatch, trigger_module)
+    budget_clock = fake_clock(monkeypatch, budget_queue)
 
     async def sleep(seconds: float) -> None:
         trigger_clock.sleep(seconds)
 
-    monkeypatch.setattr(trigger_module, "asyncio", types.SimpleNamespace(sleep=sleep))
+    async def until_changed(self: object, timeout: float) -> None:
+        budget_clock.sleep(timeout)
+
+    monkeypatch.setattr(
+        trigger_module, "asyncio", types.SimpleNamespace(sleep=sleep, wait_for=asyncio.wait_for)
+    )
+    monkeypatch.setattr(budget_queue.BudgetQueue, "_until_changed", until_changed)
     trigger = StableAudioGenerationTrigger(
         conn_id="stableaudio_default", generation_id="g", poll_interval=2, end_time=trigger_clock.now + 900
     )
     event = asyncio.run(trigger._wait())
     assert event["status"] == "success"
-    # The trigger first waits a random part of one interval (spreading first polls), then as the sync path.
-    assert trigger_clock.sleeps[1:] == sync_sleeps == [2, 4, 8, 2]
+    assert sync_sleeps == [2, 4, 7, 2]
+    # The trigger first waits a random part of one interval (spreading first polls), then as the
+    # sync path; the 429's 7 s are waited in the key's queue, where every poll of the key waits.
+    assert [seconds for seconds in trigger_clock.sleeps[1:] if seconds] == [2, 4, 2]
+    # (Its other waits are the budget's spacing of requests, a tenth of a second each.)
+    assert [seconds for seconds in budget_clock.sleeps if seconds >= 1] == [7]

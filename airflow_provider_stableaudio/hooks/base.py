@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.sdk import BaseHook
 
 from airflow_provider_stableaudio import __version__, download
-from airflow_provider_stableaudio.api_errors import error_from_response, redact, submission_was_rejected
+from airflow_provider_stableaudio.api_errors import (
+    error_from_response,
+    parse_retry_after,
+    redact,
+    submission_was_rejected,
+)
 from airflow_provider_stableaudio.exceptions import (
     StableAudioConnectionError,
     StableAudioResponseError,
@@ -18,12 +24,13 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioTimeoutError,
 )
 from airflow_provider_stableaudio.generation_result import Generation, GenerationState, generation_failure
+from airflow_provider_stableaudio.request_budget import KeyBudget, Slot, budget_for
 from airflow_provider_stableaudio.retry_policy import RetryPolicy, poll_delay
 from airflow_provider_stableaudio.services import SERVICES
 from airflow_provider_stableaudio.settings import ApiSettings, settings_from_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import requests
 
@@ -61,6 +68,8 @@ class StableAudioBaseHook(BaseHook):
         self.conn_id = conn_id or self.service.default_conn_id
         self.max_retries = max_retries
         self._async_settings: ApiSettings | None = None
+        # When the current call gives up (monotonic): waiting for the key's budget never runs past it.
+        self._deadline: float | None = None
 
     @property
     def service(self) -> Service:
@@ -115,6 +124,76 @@ class StableAudioBaseHook(BaseHook):
         session.headers["User-Agent"] = USER_AGENT
         return session
 
+    # -- the key's request budget --------------------------------------------------------------
+
+    def key_budget(self, settings: ApiSettings) -> KeyBudget:
+        """This process's request budget for the connection's key (see :mod:`.request_budget`)."""
+        return budget_for(
+            settings.base_url,
+            settings.api_key,
+            max_rate=settings.max_requests_per_second,
+            service=self.service,
+        )
+
+    def _take_slot(self, budget: KeyBudget, *, action: str) -> Slot:
+        """Wait for the key's budget to let a request go (a 429 paused it: till the pause ends).
+
+        :raises StableAudioRetryableError: (429) the wait would run past the current call's deadline.
+        """
+        announced = False
+        while True:
+            granted = budget.take(time.monotonic())
+            if isinstance(granted, Slot):
+                return granted
+            if self._deadline is not None and time.monotonic() + granted > self._deadline:
+                raise StableAudioRetryableError(
+                    f"could not {action}: the API's rate limit has {budget.label} paused for "
+                    f"{granted:.0f}s more, past this call's deadline",
+                    status_code=429,
+                    retry_after=granted,
+                )
+            paused = budget.paused_for(time.monotonic())
+            if paused > 1 and not announced:
+                self.log.info(
+                    "%s waits %.0fs: the API answered 429, %s is paused", action, paused, budget.label
+                )
+                announced = True
+            time.sleep(granted)
+
+    @contextmanager
+    def _until(self, timeout: float | None) -> Iterator[float | None]:
+        """The deadline (monotonic) of a call given ``timeout`` seconds, for the calls inside it too."""
+        outer = self._deadline
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if outer is not None and (deadline is None or outer < deadline):
+            deadline = outer
+        self._deadline = deadline
+        try:
+            yield deadline
+        finally:
+            self._deadline = outer
+
+    @contextmanager
+    def _budget_gate(self) -> Iterator[Callable[[int, str | None], None]]:
+        """One request of the key through its budget, for callers that send it themselves (a fetch
+        of a result from the API): yields ``record(status, retry_after_header)`` for its answer."""
+        budget = self.key_budget(self.settings)
+        slot = self._take_slot(budget, action="fetch a result")
+        answered = False
+
+        def record(status: int, retry_after: str | None) -> None:
+            nonlocal answered
+            answered = True
+            budget.answered(
+                slot, time.monotonic(), limited=status == 429, retry_after=parse_retry_after(retry_after)
+            )
+
+        try:
+            yield record
+        finally:
+            if not answered:
+                budget.unanswered(slot)
+
     # -- synchronous calls --------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, action: str, **kwargs: Any) -> requests.Response:
@@ -133,8 +212,20 @@ class StableAudioBaseHook(BaseHook):
         kwargs.setdefault("headers", self._api_headers(settings))
         kwargs.setdefault("timeout", settings.request_timeout)
         stream = kwargs.pop("stream", False)
+        budget = self.key_budget(settings)
+        slot = self._take_slot(budget, action=action)
         try:
             response = self.get_conn().request(method, settings.base_url + path, stream=True, **kwargs)
+        except requests.RequestException as exc:
+            budget.unanswered(slot)
+            raise self._connection_error(action, exc) from None
+        budget.answered(
+            slot,
+            time.monotonic(),
+            limited=response.status_code == 429,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+        try:
             if not (stream and response.status_code == 200):
                 _read_bounded(response, action=action)
         except requests.RequestException as exc:
@@ -164,8 +255,19 @@ class StableAudioBaseHook(BaseHook):
         max_retries: int | None = None,
     ) -> None:
         """Sleep before the next attempt, or raise ``error`` when the retry policy gives up."""
-        policy = RetryPolicy(max_retries=self.max_retries if max_retries is None else max_retries)
         remaining = None if deadline is None else deadline - time.monotonic()
+        if error.status_code == 429 and remaining is not None:
+            # The 429 paused the key's budget: the next attempt waits the pause out in _take_slot,
+            # and every other request of the key with it. Retried until the deadline, as no 429
+            # created anything; never into a pause that outlasts the deadline.
+            paused = self.key_budget(self.settings).paused_for(time.monotonic())
+            if max(paused, error.retry_after or 0) > remaining:
+                raise error
+            self.log.warning(
+                "%s was refused with HTTP 429 (%d in a row), retrying: %s", action, failures, error
+            )
+            return
+        policy = RetryPolicy(max_retries=self.max_retries if max_retries is None else max_retries)
         delay = policy.delay(failures, retry_after=error.retry_after, remaining=remaining)
         if delay is None:
             raise error
@@ -208,7 +310,10 @@ class StableAudioBaseHook(BaseHook):
         :meth:`_refusal` for a failed one, and turns anything else it cannot read into
         :class:`StableAudioSubmissionUnknownError` itself.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._until(timeout) as deadline:
+            return self._submit_until(attempt, action=action, deadline=deadline)
+
+    def _submit_until(self, attempt: Callable[[], _T], *, action: str, deadline: float | None) -> _T:
         failures = 0
         while True:
             try:
@@ -253,28 +358,39 @@ class StableAudioBaseHook(BaseHook):
         :param store_to: where to store the audio when the answer that reports it finished is the
             audio itself and cannot be asked for again (see ``results_served_once``).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         action = f"poll generation {generation_id}"
         failures = 0
-        while True:
-            try:
-                return self._poll(generation_id, store_to=store_to)
-            except StableAudioRetryableError as error:
-                failures += 1
-                self._retry_or_raise(
-                    failures, error, action=action, deadline=deadline, max_retries=max_retries
-                )
+        with self._until(timeout) as deadline:
+            while True:
+                try:
+                    return self._poll(generation_id, store_to=store_to)
+                except StableAudioRetryableError as error:
+                    failures += 1
+                    self._retry_or_raise(
+                        failures, error, action=action, deadline=deadline, max_retries=max_retries
+                    )
 
     def _poll(self, generation_id: str, *, store_to: OutputPath | None = None) -> Generation:
         """One reading of the generation's state (the service's own call)."""
         raise NotImplementedError
 
-    async def aget_generation(self, generation_id: str) -> Generation:
-        """One reading of the generation's state without blocking the loop; the trigger owns retries."""
+    async def aget_generation(self, generation_id: str, *, priority: float | None = None) -> Generation:
+        """One reading of the generation's state without blocking the loop; the trigger owns retries.
+
+        :param priority: when the poll fell due (wall-clock seconds): while the key's budget holds
+            polls back, the one due longest goes first.
+        """
         raise NotImplementedError
 
     async def _aget(
-        self, url: Any, *, headers: dict[str, str], timeout: Any, action: str, unread: int | None = None
+        self,
+        url: Any,
+        *,
+        headers: dict[str, str],
+        timeout: Any,
+        action: str,
+        unread: int | None = None,
+        priority: float | None = None,
     ) -> tuple[int, Any, bytes]:
         """One GET on the event loop's shared ``aiohttp`` session: ``(status, headers, body)``.
 
@@ -282,18 +398,31 @@ class StableAudioBaseHook(BaseHook):
             with :func:`~.async_session.import_aiohttp`).
         :param unread: a status whose body is left unread, its connection closed (a finished
             Stability result: the clip stays on the server).
+        :param priority: when the request fell due (wall-clock seconds): while the key's budget
+            holds requests back, the one due longest goes first (default: now).
         :raises StableAudioConnectionError: no answer (it may have reached the server).
         """
         import aiohttp
 
+        from airflow_provider_stableaudio.budget_queue import queue_for
         from airflow_provider_stableaudio.hooks.async_session import proxy_for, shared_client_session
 
         proxy = await proxy_for(str(url))  # the one the worker's requests would use
+        settings = await self.aget_settings()
+        budget = queue_for(self.key_budget(settings))
+        slot = await budget.take(time.time() if priority is None else priority)
+        answered = False
         try:
             async with (
                 shared_client_session() as session,
                 session.get(url, headers=headers, timeout=timeout, proxy=proxy) as response,
             ):
+                answered = True
+                budget.answered(
+                    slot,
+                    limited=response.status == 429,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
                 if response.status == unread:
                     response.close()
                     body = b""
@@ -306,6 +435,9 @@ class StableAudioBaseHook(BaseHook):
             raise StableAudioConnectionError(
                 redact(f"could not {action}: {type(exc).__name__}: {exc}", secret), request_sent=True
             ) from None
+        finally:
+            if not answered:
+                budget.unanswered(slot)
 
     def wait_for_generation(
         self,
@@ -328,36 +460,39 @@ class StableAudioBaseHook(BaseHook):
         deadline = started + timeout
         last_status = "unknown"
         failures = 0
-        while True:
-            retry_after = None
-            try:
-                generation = self.get_generation(generation_id, max_retries=0, store_to=store_to)
-            except StableAudioRetryableError as error:
-                failures += 1
-                retry_after = error.retry_after
-                self.log.warning(
-                    "Polling generation %s failed (%d in a row), will retry: %s",
-                    generation_id,
-                    failures,
-                    error,
+        with self._until(timeout):
+            while True:
+                retry_after = None
+                try:
+                    generation = self.get_generation(generation_id, max_retries=0, store_to=store_to)
+                except StableAudioRetryableError as error:
+                    failures += 1
+                    retry_after = error.retry_after
+                    self.log.warning(
+                        "Polling generation %s failed (%d in a row), will retry: %s",
+                        generation_id,
+                        failures,
+                        error,
+                    )
+                else:
+                    failures = 0
+                    last_status = generation.status
+                    if generation.state is GenerationState.SUCCEEDED:
+                        return generation
+                    if generation.state is GenerationState.FAILED:
+                        # A filtered result is a refusal of the content, as in the trigger's event.
+                        raise generation_failure(generation)
+                    self.log.info("Generation %s is %s", generation_id, generation.status)
+                remaining = deadline - time.monotonic()
+                delay = poll_delay(
+                    poll_interval, failures=failures, retry_after=retry_after, remaining=remaining
                 )
-            else:
-                failures = 0
-                last_status = generation.status
-                if generation.state is GenerationState.SUCCEEDED:
-                    return generation
-                if generation.state is GenerationState.FAILED:
-                    # A filtered result is a refusal of the content, as in the trigger's event.
-                    raise generation_failure(generation)
-                self.log.info("Generation %s is %s", generation_id, generation.status)
-            remaining = deadline - time.monotonic()
-            delay = poll_delay(poll_interval, failures=failures, retry_after=retry_after, remaining=remaining)
-            if delay is None:
-                raise StableAudioTimeoutError(
-                    f"Stable Audio generation {generation_id} was still {last_status!r} after "
-                    f"{time.monotonic() - started:.0f}s (timeout {timeout:g}s)"
-                )
-            time.sleep(delay)
+                if delay is None:
+                    raise StableAudioTimeoutError(
+                        f"Stable Audio generation {generation_id} was still {last_status!r} after "
+                        f"{time.monotonic() - started:.0f}s (timeout {timeout:g}s)"
+                    )
+                time.sleep(delay)
 
     # -- the clip -----------------------------------------------------------------------------
 

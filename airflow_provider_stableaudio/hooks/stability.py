@@ -171,7 +171,7 @@ class StabilityAudioHook(StableAudioBaseHook):
             )
         return _stored(generation, location, received)
 
-    async def aget_generation(self, generation_id: str) -> Generation:
+    async def aget_generation(self, generation_id: str, *, priority: float | None = None) -> Generation:
         """Read a generation's state once, without blocking the loop and without reading a clip.
 
         A finished result's body is left unread (its connection closed): the triggerer never holds
@@ -189,6 +189,7 @@ class StabilityAudioHook(StableAudioBaseHook):
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout),
             action=f"poll generation {generation_id}",
             unread=200,  # the clip stays on the server for the worker to fetch
+            priority=priority,
         )
         return result_answer(status, answer_headers, body, generation_id, secret=settings.api_key)
 
@@ -205,6 +206,7 @@ class StabilityAudioHook(StableAudioBaseHook):
                 path,
                 headers=self._api_headers(self.settings, accept=ACCEPT_AUDIO),
                 lockout=self.service.lockout_seconds,
+                gate=self._budget_gate,
             )
         except StableAudioDownloadError as error:
             if error.status_code == 403:  # Stability's 403 is its moderation, on a result as on a submit

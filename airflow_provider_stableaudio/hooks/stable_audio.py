@@ -155,7 +155,7 @@ class StableAudioHook(StableAudioBaseHook):
 
     # -- asynchronous API calls (triggers) ----------------------------------------------------
 
-    async def aget_generation(self, generation_id: str) -> Generation:
+    async def aget_generation(self, generation_id: str, *, priority: float | None = None) -> Generation:
         """Read a generation's state once, without blocking the loop; the trigger owns retries.
 
         Uses the event loop's shared ``aiohttp`` session (see :mod:`.async_session`).
@@ -181,7 +181,11 @@ class StableAudioHook(StableAudioBaseHook):
             )
         url, headers, timeout = poll
         status, answer_headers, content = await self._aget(
-            url, headers=headers, timeout=timeout, action=f"poll generation {generation_id}"
+            url,
+            headers=headers,
+            timeout=timeout,
+            action=f"poll generation {generation_id}",
+            priority=priority,
         )
         retry_after = answer_headers.get("Retry-After")
         return poll_answer(status, content, retry_after, generation_id, secret=settings.api_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from datetime import timedelta
 from functools import cached_property
@@ -266,6 +267,7 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                 "This retry cannot re-attach to the generation an earlier try submitted (no durable task "
                 "state: Airflow < 3.3, or durable=False): it submits a new one, paid for again"
             )
+        self._submitted_at: float | None = None  # when the generation was created, if known
         generation = self._reattach(store, request, context) or self._submit(store, request)
         context["ti"].xcom_push(key="generation_id", value=generation.id)
         if not self.wait_for_completion:
@@ -278,6 +280,8 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
                     generation_id=generation.id,
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
+                    request=request,
+                    submitted_at=self._submitted_at,
                 )
             if self.deferrable:
                 self.log.info("Waiting on the worker: the connection's results are served once only")
@@ -294,11 +298,19 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
 
     def _submit(self, store: Any, request: GenerationRequest) -> Generation:
         generation = self.hook.submit_generation(request, timeout=self.timeout)
+        self._submitted_at = time.time()
         # First thing after the API accepted it, so that a retry of this task re-attaches to it
         # instead of paying for a second generation.
         if store is not None:
             try:
-                store.set(STATE_KEY, {"generation_id": generation.id, "request": request.fingerprint()})
+                store.set(
+                    STATE_KEY,
+                    {
+                        "generation_id": generation.id,
+                        "request": request.fingerprint(),
+                        "submitted_at": self._submitted_at,
+                    },
+                )
             except Exception:
                 # The generation is paid for and its id known: failing now would make the retry
                 # pay again. Carry on; only a later retry loses the way back to it.
@@ -335,6 +347,8 @@ class StableAudioGenerateOperator(LineageMixin, BaseOperator):
             )
             return None
         generation_id = saved["generation_id"]
+        submitted_at = saved.get("submitted_at")
+        self._submitted_at = submitted_at if isinstance(submitted_at, (int, float)) else None
         try:
             generation = self.hook.get_generation(
                 generation_id, timeout=self.timeout, store_to=self._store_to

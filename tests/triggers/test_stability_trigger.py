@@ -63,7 +63,16 @@ def test_serializes_the_service_and_no_key() -> None:
     assert classpath == CLASSPATH
     assert kwargs["service"] == "stability"
     assert kwargs["conn_id"] == "stability_default"
-    assert set(kwargs) == {"conn_id", "generation_id", "poll_interval", "end_time", "service"}
+    assert set(kwargs) == {
+        "conn_id",
+        "generation_id",
+        "poll_interval",
+        "end_time",
+        "service",
+        "model",
+        "clip_seconds",
+        "submitted_at",
+    }
     assert API_KEY not in repr(kwargs)
     assert StableAudioGenerationTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -205,33 +214,30 @@ async def test_the_finish_reason_header_is_read_whatever_its_case(
 async def test_a_poll_refused_with_429_waits_out_the_60_s_lockout(
     stability, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from types import SimpleNamespace
-
-    from airflow_provider_stableaudio.triggers import stable_audio as trigger_module
+    from airflow_provider_stableaudio import budget_queue
     from tests.fake_clock import FakeClock
 
     generation_id = submit(duration=1)
-    # Finished before the trigger starts: its fake clock does not move the emulator's.
+    # Finished before the trigger starts: the budget's fake clock does not move the emulator's.
     StabilityAudioHook().wait_for_generation(generation_id, poll_interval=0.1, timeout=20)
     clock = FakeClock()
-    clock.now = time.time()
+    clock.now = time.monotonic()
 
-    async def sleep(seconds: float) -> None:
-        clock.sleep(seconds)
+    async def until_changed(self, timeout: float) -> None:
+        clock.sleep(timeout)
 
-    # The trigger's clock and sleeps, and no others: its polls go to the emulator over loopback.
-    monkeypatch.setattr(trigger_module, "time", clock)
-    monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=sleep))
+    # The key budget's clock and waits (where a 429's pause is waited out), and no others: the
+    # trigger's polls go to the emulator over loopback.
+    monkeypatch.setattr(budget_queue, "time", clock)
+    monkeypatch.setattr(budget_queue.BudgetQueue, "_until_changed", until_changed)
     # Seed 1 draws 0.13 then 0.85: the first poll is refused with 429 (no Retry-After), the next answers.
     stability.set_faults(rate_429=0.5, retry_after=None, fault_methods=["GET"], seed=1)
-    trigger = make_trigger(generation_id, poll_interval=1, wait=600)
-    trigger.end_time = clock.now + 600
-    event = await one_event(trigger)
+    event = await one_event(make_trigger(generation_id, poll_interval=1, wait=600))
     assert event["status"] == "success"
     polls = [r["status"] for r in stability.ledger()["requests"] if r["method"] == "GET"]
     assert polls[-2:] == [429, 200]  # the hook's wait came first
-    # The first sleep spreads triggers over one interval; the second follows the 429.
-    assert clock.sleeps[1] >= 60
+    # The poll after the 429 waited for the key's pause: Stability's 60 s lockout.
+    assert sum(clock.sleeps) >= 60
 
 
 @pytest.mark.asyncio

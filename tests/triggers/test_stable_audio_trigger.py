@@ -43,11 +43,14 @@ async def all_events(trigger: StableAudioGenerationTrigger) -> list[dict]:
     return [event.payload async for event in trigger.run()]
 
 
-def test_serializes_only_ids_interval_deadline_and_service() -> None:
+def test_serializes_only_ids_interval_deadline_service_and_what_schedules_polls() -> None:
     trigger = make_trigger("g-1", poll_interval=5, wait=60)
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
-    assert set(kwargs) == {"conn_id", "generation_id", "poll_interval", "end_time", "service"}
+    assert set(kwargs) == {
+        *("conn_id", "generation_id", "poll_interval", "end_time", "service"),
+        *("model", "clip_seconds", "submitted_at"),
+    }
     assert kwargs["service"] == "aimlapi"
     assert kwargs["generation_id"] == "g-1"
     assert kwargs["end_time"] == pytest.approx(time.time() + 60, abs=5)

@@ -1,0 +1,273 @@
+"""One API key's request budget in this process: a rate, a pause after a 429, one probe after it.
+
+Every call a process makes with a key (a worker's submit, poll and fetch; a triggerer's polls across
+all its triggers) takes a slot from the same :class:`KeyBudget`, found by :func:`budget_for` from the
+API's host and the key. A service that says no (429) stops every request of that key in the process
+until its lockout ends, and then hears from one request (the probe) before the others resume, at a
+lower rate and spread out. Several processes share a key without talking to each other: each backs
+off on a 429 and creeps back up slowly (additive increase, multiplicative decrease), so that together
+they settle under the key's limit.
+
+No Airflow imports, no clock of its own: callers pass ``now`` (monotonic seconds) and do the waiting,
+so a worker sleeps, the triggerer awaits, and tests drive the time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_provider_stableaudio.services import Service
+
+# With no rate configured and none documented, a key starts here and adapts: it doubles every
+# SLOW_START_EVERY seconds while callers wait for slots, until the first 429 (then it creeps).
+START_RATE = 10.0
+SLOW_START_EVERY = 2.0
+# The slowest a budget goes after 429s: one request every five seconds.
+MIN_RATE = 0.2
+# A 429 halves the rate, once per DECREASE_EVERY seconds at most (a limit's window: the last cut
+# shows only after it); while callers wait for slots and nothing is refused, it grows by
+# INCREASE_STEP (or 5 %, the larger) every INCREASE_EVERY seconds.
+DECREASE = 0.5
+DECREASE_EVERY = 10.0
+INCREASE_EVERY = 5.0
+INCREASE_STEP = 0.5
+# After a 429 the rate it came at (the highest of those lately) is remembered this long, and growth
+# stops below 90 % of it: a sliding-window limit refuses again as soon as that rate comes back.
+REFUSED_RATE_MEMORY = 600.0
+# The rate refused by a 429 is what was sent over this long before it: a limit's usual window.
+RATE_WINDOW = 10.0
+# A 429 with no Retry-After from a service that documents no lockout: pauses from 1 s, doubled
+# after each 429 in a row, up to a minute.
+FIRST_PAUSE = 1.0
+LONGEST_UNKNOWN_PAUSE = 60.0
+# The probe after a pause is answered within this, or the budget resumes without its answer (a
+# synchronous generation may take minutes to answer).
+PROBE_PATIENCE = 10.0
+# Float sums of refills fall a hair short of a whole token: that hair is no reason to wait.
+_EPSILON = 1e-9
+
+
+@dataclass
+class Slot:
+    """A request the budget let through; its answer (or its failure) goes back through
+    :meth:`KeyBudget.answered` or :meth:`KeyBudget.unanswered`.
+
+    :param epoch: the budget's pause count when it was granted: a 429 to a request sent before the
+        latest pause says nothing new about the rate.
+    :param probe: the one request sent after a pause.
+    """
+
+    epoch: int
+    probe: bool = False
+
+
+class KeyBudget:
+    """The request budget of one key at one host, shared by every caller in this process.
+
+    Thread-safe; every method takes ``now``, monotonic seconds, from the caller's clock.
+
+    :param label: how logs name the key (never the key itself): the host and a short fingerprint.
+    :param max_rate: requests per second at most (the connection's ``max_requests_per_second``
+        or the service's default); ``None``: no ceiling, the rate adapts from :data:`START_RATE`.
+    :param lockout_seconds: how long the service refuses a key after a 429 without ``Retry-After``
+        (Stability: 60); ``None``: unknown, paused from :data:`FIRST_PAUSE`, doubling.
+    """
+
+    def __init__(self, *, label: str, max_rate: float | None, lockout_seconds: float | None) -> None:
+        self.label = label
+        self.max_rate = max_rate
+        self.lockout_seconds = lockout_seconds
+        self.rate = max_rate if max_rate is not None else START_RATE
+        self._slow_start = max_rate is None
+        self.paused_until = float("-inf")
+        self.pauses = 0  # 429s that paused the key, ever (the epoch of slots)
+        self._lock = threading.Lock()
+        self._tokens = 1.0
+        self._filled_at: float | None = None
+        self._pauses_in_a_row = 0
+        self._probe_sent_at: float | None = None  # a probe is out, unanswered
+        self._probe_due = False  # the next slot is the probe
+        self._grown_at: float | None = None
+        self._sent_since_grown = 0
+        self._refused_rate: float | None = None
+        self._refused_at = float("-inf")
+        self.sent = 0
+        self.refused = 0
+        self._recent: deque[float] = deque()  # send times of the last RATE_WINDOW seconds
+        self._first_sent: float | None = None
+
+    # -- taking a slot ------------------------------------------------------------------------
+
+    def take(self, now: float) -> Slot | float:
+        """A slot for a request to go now, or the seconds to wait before asking again."""
+        with self._lock:
+            if now < self.paused_until:
+                return self.paused_until - now
+            if self._probe_sent_at is not None:
+                if now - self._probe_sent_at < PROBE_PATIENCE:
+                    # Wait for the probe's answer; its answer ends the wait early for whoever listens.
+                    return min(1.0, PROBE_PATIENCE - (now - self._probe_sent_at))
+                self._probe_sent_at = None  # no answer in time: resume without it
+            self._refill(now)
+            if self._tokens < 1.0 - _EPSILON:
+                return (1.0 - self._tokens) / self.rate
+            self._tokens = max(0.0, self._tokens - 1.0)
+            self.sent += 1
+            self._recent_within(now).append(now)
+            self._sent_since_grown += 1
+            if self._first_sent is None:
+                self._first_sent = now
+            probe = self._probe_due
+            if probe:
+                self._probe_due = False
+                self._probe_sent_at = now
+            return Slot(epoch=self.pauses, probe=probe)
+
+    def wait_hint(self, now: float) -> float:
+        """Seconds until a slot may be free (``0``: now), without taking one."""
+        with self._lock:
+            if now < self.paused_until:
+                return self.paused_until - now
+            if self._probe_sent_at is not None and now - self._probe_sent_at < PROBE_PATIENCE:
+                return min(1.0, PROBE_PATIENCE - (now - self._probe_sent_at))
+            self._refill(now)
+            return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.rate
+
+    def _refill(self, now: float) -> None:
+        if self._filled_at is not None:
+            # No bursts: at most one request is saved up, so no window of a sliding-window limit
+            # (150 per 10 s) ever sees more than the rate allows.
+            self._tokens = min(1.0, self._tokens + (now - self._filled_at) * self.rate)
+        self._filled_at = now
+
+    # -- the answer ---------------------------------------------------------------------------
+
+    def answered(self, slot: Slot, now: float, *, limited: bool, retry_after: float | None = None) -> float:
+        """Record the answer to ``slot``'s request; return the seconds the key is paused (``0``: not).
+
+        :param limited: the service answered 429.
+        :param retry_after: its ``Retry-After`` (or the service's documented lockout), if any.
+        """
+        with self._lock:
+            if slot.probe:
+                self._probe_sent_at = None
+            if not limited:
+                if slot.probe or slot.epoch == self.pauses:
+                    self._pauses_in_a_row = 0
+                self._grow(now)
+                return max(0.0, self.paused_until - now)
+            self.refused += 1
+            if slot.epoch != self.pauses and now < self.paused_until:
+                # Sent before the pause began: the pause already accounts for it.
+                return self.paused_until - now
+            self._pause(now, retry_after)
+            return self.paused_until - now
+
+    def unanswered(self, slot: Slot) -> None:
+        """The request of ``slot`` got no answer (a network failure): a probe's place is freed."""
+        with self._lock:
+            if slot.probe:
+                self._probe_sent_at = None
+                self._probe_due = True
+
+    def _pause(self, now: float, retry_after: float | None) -> None:
+        if retry_after is None:
+            retry_after = self.lockout_seconds
+        if retry_after is None:
+            retry_after = min(LONGEST_UNKNOWN_PAUSE, FIRST_PAUSE * 2**self._pauses_in_a_row)
+        self._pauses_in_a_row += 1
+        self.pauses += 1
+        if self._pauses_in_a_row == 1 and now - self._refused_at >= DECREASE_EVERY:
+            # The rate that was refused: what was actually sent over the last window (the budget's
+            # own figure may stand far above what its callers asked for).
+            first_sent = now if self._first_sent is None else self._first_sent
+            window = min(RATE_WINDOW, max(1.0, now - first_sent))
+            refused_rate = len(self._recent_within(now)) / window
+            if self._refused_rate is None or now - self._refused_at >= REFUSED_RATE_MEMORY:
+                self._refused_rate = refused_rate
+            else:  # the highest refused lately: a 429 at a lower rate is another's doing, or chance
+                self._refused_rate = max(self._refused_rate, refused_rate)
+            self._refused_at = now
+            self.rate = max(MIN_RATE, min(self.rate, refused_rate) * DECREASE)
+            self._slow_start = False
+        self.paused_until = max(self.paused_until, now + retry_after)
+        # Resume with one request, then spread out: no saved-up burst.
+        self._tokens = 1.0
+        self._filled_at = self.paused_until
+        self._probe_due = True
+        self._probe_sent_at = None
+        self._grown_at = self.paused_until
+        self._sent_since_grown = 0
+
+    def _grow(self, now: float) -> None:
+        if self._grown_at is None:
+            self._grown_at = now
+        every = SLOW_START_EVERY if self._slow_start else INCREASE_EVERY
+        elapsed = now - self._grown_at
+        if elapsed < every:
+            return
+        # Grown only when used: callers took most of the slots the rate gave since it last grew.
+        used = self._sent_since_grown >= 0.8 * self.rate * elapsed
+        self._grown_at = now
+        self._sent_since_grown = 0
+        if not used:
+            return
+        ceiling = self.max_rate if self.max_rate is not None else float("inf")
+        if self._refused_rate is not None and now - self._refused_at < REFUSED_RATE_MEMORY:
+            ceiling = min(ceiling, 0.9 * self._refused_rate)
+        if self.rate < ceiling:
+            grown = 2 * self.rate if self._slow_start else self.rate + max(INCREASE_STEP, 0.05 * self.rate)
+            self.rate = min(ceiling, grown)
+
+    def _recent_within(self, now: float) -> deque[float]:
+        while self._recent and now - self._recent[0] > RATE_WINDOW:
+            self._recent.popleft()
+        return self._recent
+
+    def paused_for(self, now: float) -> float:
+        """Seconds the key stays paused after a 429 (``0``: it is not)."""
+        with self._lock:
+            return max(0.0, self.paused_until - now)
+
+
+_BUDGETS: dict[tuple[str, str], KeyBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short, one-way name for ``api_key``, for logs: never the key, nor enough to guess it."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:8]
+
+
+def budget_for(base_url: str, api_key: str, *, max_rate: float | None, service: Service) -> KeyBudget:
+    """This process's budget for ``api_key`` at ``base_url``'s host, made on first use.
+
+    :param max_rate: the connection's ``max_requests_per_second`` (``None``: the service's default).
+        Connections of one key that say different figures share the smallest.
+    """
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base_url).netloc.lower()
+    fingerprint = key_fingerprint(api_key)
+    rate = max_rate if max_rate is not None else service.default_requests_per_second
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get((host, fingerprint))
+        if budget is None:
+            budget = _BUDGETS[(host, fingerprint)] = KeyBudget(
+                label=f"key {fingerprint} at {host}", max_rate=rate, lockout_seconds=service.lockout_seconds
+            )
+        elif rate is not None and (budget.max_rate is None or rate < budget.max_rate):
+            budget.max_rate = rate
+            budget.rate = min(budget.rate, rate)
+        return budget
+
+
+def forget_budgets() -> None:
+    """Drop every budget of this process (tests; a new process starts without any)."""
+    with _BUDGETS_LOCK:
+        _BUDGETS.clear()
