@@ -1,10 +1,8 @@
 """DAGs whose records the Clips page reads (tests/plugins/test_clips_app.py).
 
 ``clips_public``: a clip generated for real (the operator against the emulator, stored, with an
-asset outlet), and records forged by a plain task, one per location in ``params.forged``: any task
-of a DAG (or anyone allowed to write its XComs through the REST API) can write what the provider
-writes, so the page must not serve whatever such a record names.
-``clips_secret``: a clip some users may not hear (their auth manager hides the DAG from them).
+asset outlet). ``clips_secret``: a clip some users may not hear (their auth manager hides the DAG
+from them), written by a plain task the way the provider records one.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ with DAG(
     "clips_public",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    params={"output_dir": Param("/nonexistent", type="string"), "forged": Param([], type="array")},
+    params={"output_dir": Param("/nonexistent", type="string")},
 ):
     StableAudioGenerateOperator(
         task_id="generate",
@@ -51,21 +49,6 @@ with DAG(
         outlets=[Asset("clips_public_loop")],
         poll_interval=0.2,
     )
-
-    @task
-    def locations(params=None) -> list[str]:
-        return list(params["forged"])
-
-    @task
-    def forged(location: str, ti=None) -> None:
-        """``url:<URL>`` records a clip known by its URL only (not stored), anything else a stored one."""
-        if location.startswith("url:"):
-            ti.xcom_push(key="audio_file", value={**RECORD, "url": location.removeprefix("url:")})
-            return
-        ti.xcom_push(key="audio_file", value=RECORD)
-        ti.xcom_push(key="local_path", value=location)
-
-    forged.expand(location=locations())
 
 
 with DAG(

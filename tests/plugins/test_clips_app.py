@@ -69,11 +69,69 @@ def forged_locations(out: Path, target: str) -> dict[str, str]:
     }
 
 
+def forge(run: Any, map_index: int, location: str) -> None:
+    """Record a clip in ``run`` as task ``forged``: what any task of the DAG, or anyone who may write
+    its XComs through the REST API, can write. ``url:<URL>``: a clip known by its URL only.
+
+    The task instance is a copy of ``generate``'s row (one ``dag.test()`` task per case would cost
+    seconds each); the XComs are rows like those the provider's tasks write.
+    """
+    import uuid
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import insert, select
+
+    from tests.dags.clips import RECORD
+
+    table = TaskInstance.__table__
+    with create_session() as session:
+        row = dict(
+            session.execute(
+                select(table).where(
+                    table.c.dag_id == run.dag_id, table.c.run_id == run.run_id, table.c.task_id == "generate"
+                )
+            )
+            .mappings()
+            .one()
+        )
+        row.update(task_id="forged", map_index=map_index)
+        if "id" in row:
+            new = uuid.uuid4()  # as the version at hand types it (a UUID, or its text)
+            row["id"] = (
+                new if isinstance(row["id"], uuid.UUID) else (new.hex if len(row["id"]) == 32 else str(new))
+            )
+        session.execute(insert(table).values(**row))
+        record = {**RECORD, "url": location.removeprefix("url:")} if location.startswith("url:") else RECORD
+        values = (
+            {"audio_file": record}
+            if location.startswith("url:")
+            else {"audio_file": record, "local_path": location}
+        )
+        dag_run_id = session.scalar(
+            select(XComModel.dag_run_id).where(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id)
+        )
+        for key, value in values.items():
+            session.execute(
+                insert(XComModel.__table__).values(
+                    dag_run_id=dag_run_id,
+                    task_id="forged",
+                    map_index=map_index,
+                    key=key,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    value=value,
+                    timestamp=run.end_date,
+                )
+            )
+
+
 @pytest.fixture(scope="module")
 def recorded(
     tmp_path_factory: pytest.TempPathFactory, airflow_db: None, emulator_server: Any, ssrf_target: str
 ) -> dict[str, Any]:
-    """Runs of both DAGs; the locations forged in ``clips_public``, by map index."""
+    """Runs of both DAGs, and clips forged in ``clips_public`` (map index: position in ``names``)."""
     import fsspec
 
     out = tmp_path_factory.mktemp("clips")
@@ -87,11 +145,11 @@ def recorded(
             f'{{"conn_type": "stableaudio", "host": "{emulator_server.base_url}", "password": "{API_KEY}"}}',
         )
         secret = load_dag("clips.py", "clips_secret").test(run_conf={"output_dir": str(out)})
-        public = load_dag("clips.py", "clips_public").test(
-            run_conf={"output_dir": str(out), "forged": list(forged.values())}
-        )
+        public = load_dag("clips.py", "clips_public").test(run_conf={"output_dir": str(out)})
     for run in (secret, public):
         assert {ti.state for ti in run.get_task_instances()} == {"success"}
+    for map_index, location in enumerate(forged.values()):
+        forge(public, map_index, location)
     return {"out": out, "forged": forged, "names": list(forged), "public": public, "secret": secret}
 
 
@@ -101,14 +159,24 @@ def app(recorded: dict[str, Any]) -> Iterator[Any]:
 
     from airflow_provider_stableaudio.plugins.clips.app import create_app
 
-    kept = airflow_app._AuthManagerState.instance
+    def swap(auth_manager: Any) -> Any:
+        """Put ``auth_manager`` where ``get_auth_manager()`` finds it; the one that was there."""
+        if hasattr(airflow_app, "_AuthManagerState"):  # Airflow >= 3.2
+            kept, airflow_app._AuthManagerState.instance = (
+                airflow_app._AuthManagerState.instance,
+                auth_manager,
+            )
+        else:
+            kept, airflow_app.auth_manager = airflow_app.auth_manager, auth_manager
+        return kept
+
+    kept = swap(None)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", AUTH_MANAGER)
         patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
-        airflow_app._AuthManagerState.instance = None
         airflow_app.create_auth_manager()
         yield create_app()
-    airflow_app._AuthManagerState.instance = kept
+    swap(kept)
 
 
 def token(name: str, role: str = "viewer") -> str:
