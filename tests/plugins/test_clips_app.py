@@ -290,6 +290,26 @@ def test_the_page_is_static_html_with_its_script_relative_to_the_apps_root(admin
     assert admin.get("/static/clips.js").headers["content-type"].startswith("text/javascript")
 
 
+def test_under_a_base_url_sub_path_every_url_the_page_uses_resolves_into_the_app(admin: Any) -> None:
+    """The API server mounts the app below its base_url; the page's URLs are relative to <base href>."""
+    from urllib.parse import urljoin
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_stableaudio.plugins.clips.app import create_app
+
+    server = FastAPI()
+    server.mount("/team-a/airflow/stableaudio-clips", create_app())
+    client = TestClient(server, cookies=dict(admin.cookies))
+    for page in ("/team-a/airflow/stableaudio-clips/ui/", "/team-a/airflow/stableaudio-clips/ui/ti/d/r/t/-1"):
+        html = client.get(page).text
+        base = urljoin(page, html.split('<base href="')[1].split('"')[0])
+        assert base == "/team-a/airflow/stableaudio-clips/"
+        assert client.get(urljoin(base, "static/clips.js")).status_code == 200
+        assert client.get(urljoin(base, "api/clips")).json()["total_clips"] > 0
+
+
 # -- what the page lists ---------------------------------------------------------------------------
 
 
