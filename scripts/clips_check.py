@@ -10,7 +10,8 @@ Starts the same deployment as `make up` (``Stack`` of ``tests/system/stack.py``,
 3. inside the page's iframe: both runs' clips are listed, newest first, with their prompts;
 4. plays the AI/ML API clip: its ``<audio>`` reaches ``readyState >= 1`` with a duration equal to
    the clip's shown length, plays, and seeks (HTTP Range through the app); its waveform is drawn;
-5. filters by DAG: only that DAG's clip is left, and the totals say one clip;
+5. filters by DAG: only that DAG's clip is left, and the totals say one clip; its task link
+   moves the UI (not the iframe) to that task instance's page;
 6. opens the run's ``generate_clip`` task instance and its **Stable Audio clip** tab: the same
    player, for that task's clip.
 
@@ -33,9 +34,9 @@ import headless
 from headless import ROOT, Browser, log
 
 sys.path.insert(0, str(ROOT))
-from up_check import prepare, run_against, sign_in
+from up_check import prepare, run_against
 
-from tests.system.stack import AIRFLOW_VERSION, Stack
+from tests.system.stack import ADMIN, AIRFLOW_VERSION, Stack
 
 CHECK = "clips-check"
 AIMLAPI_DAG, AIMLAPI_TASK = "example_stable_audio", "generate_clip"
@@ -44,6 +45,18 @@ IFRAME = "//iframe"
 DOCS_SHOTS = {"clips-page": "clips-page.png", "clips-task-instance": "clips-task-instance.png"}
 # The audio element plays without a click: the check is not a person.
 headless.CHROMIUM_FLAGS.append("--autoplay-policy=no-user-gesture-required")
+
+
+def sign_in(browser: Browser, base: str, password: str) -> None:
+    """The simple auth manager's login page, as a person fills it in (3.1's home page has no
+    ``nav-dags-link`` test id: the Browse button says the UI is there)."""
+    browser.driver.get(f"{base}/")
+    browser.wait(lambda d: "/auth/login" in d.current_url, "the redirect to the login page")
+    browser.element("//input[@name='username']", "the Username field").send_keys(ADMIN)
+    browser.element("//input[@name='password']", "the Password field").send_keys(password)
+    browser.click("//button[@type='submit']", "the Sign in button")
+    browser.element("//button[normalize-space()='Browse']", "the UI's navigation after signing in")
+    log(f"signed in as {ADMIN}")
 
 
 def open_clips_from_the_navigation(browser: Browser) -> None:
@@ -180,6 +193,16 @@ def run_check(stack: Stack, shots: Path, *, docs: bool, reuse: bool) -> dict[str
         check_played(browser, f"{STABILITY_DAG} clip", play(browser, older))
         browser.driver.switch_to.default_content()
         browser.screenshot("clips-filtered")
+        # A clip's task link moves the UI itself (not the iframe) to the task instance's page.
+        enter_iframe(browser)
+        browser.click(f"{older}//a[starts-with(normalize-space(), 'task ')]", "the clip's task instance link")
+        browser.driver.switch_to.default_content()
+        task_path = f"/dags/{STABILITY_DAG}/runs/{stability_run}/tasks/generate_clip"
+        browser.wait(
+            lambda d: urllib.parse.unquote(urllib.parse.urlsplit(d.current_url).path) == task_path,
+            f"the UI to show {task_path} after the link",
+        )
+        log(f"the clip's task link opened {task_path} in the UI")
         timings["page"] = time.monotonic() - started
 
         started = time.monotonic()
