@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 #: The files of ``static/`` the app serves, by name: a request names one of these, never a path.
 STATIC_FILES = {"clips.js": "text/javascript", "clips.css": "text/css"}
-# Each page route's way back to the app's root, for the page's relative URLs (``<base href>``):
-# works under any ``base_url`` sub-path and behind any proxy, with no absolute URL to get wrong.
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -52,6 +50,8 @@ def readable_dag_ids(user: BaseUser, *, only: str | None = None) -> set[str]:
 
 
 def _page(base: str) -> HTMLResponse:
+    """The page, with ``base`` (the way from the route back to the app's root) as its ``<base href>``:
+    every URL in it is relative, so it works under any ``base_url`` sub-path and behind any proxy."""
     html = files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
     return HTMLResponse(html.replace("{{BASE}}", base), headers=_NO_STORE)
 
