@@ -42,6 +42,8 @@ CHECK = "clips-check"
 AIMLAPI_DAG, AIMLAPI_TASK = "example_stable_audio", "generate_clip"
 STABILITY_DAG = "example_stability_text_to_audio"
 IFRAME = "//iframe"
+# Read in one go: the list is redrawn when it reloads, and elements found a moment ago go stale.
+SHOWN_DAGS = "return [...document.querySelectorAll('article')].map((a) => a.dataset.dagId)"
 DOCS_SHOTS = {"clips-page": "clips-page.png", "clips-task-instance": "clips-task-instance.png"}
 # The audio element plays without a click: the check is not a person.
 headless.CHROMIUM_FLAGS.append("--autoplay-policy=no-user-gesture-required")
@@ -168,7 +170,7 @@ def run_check(stack: Stack, shots: Path, *, docs: bool, reuse: bool) -> dict[str
         newest, older = clip_xpath(AIMLAPI_DAG, run_id), clip_xpath(STABILITY_DAG, stability_run)
         browser.element(newest, f"the clip of {AIMLAPI_DAG} run {run_id}")
         browser.element(older, f"the clip of {STABILITY_DAG} run {stability_run}")
-        order = [a.get_attribute("data-dag-id") for a in browser.driver.find_elements("xpath", "//article")]
+        order = browser.driver.execute_script(SHOWN_DAGS)
         if order[:2] != [AIMLAPI_DAG, STABILITY_DAG]:
             raise browser.fail(f"clips not newest first: {order}")
         log(f"listed: {len(order)} clips, newest first ({order[:2]})")
@@ -182,10 +184,7 @@ def run_check(stack: Stack, shots: Path, *, docs: bool, reuse: bool) -> dict[str
 
         Select(browser.element("//select[@id='filter-dag']", "the DAG filter")).select_by_value(STABILITY_DAG)
         browser.wait(
-            lambda d: (
-                {a.get_attribute("data-dag-id") for a in d.find_elements("xpath", "//article")}
-                == {STABILITY_DAG}
-            ),
+            lambda d: set(d.execute_script(SHOWN_DAGS)) == {STABILITY_DAG},
             f"only {STABILITY_DAG}'s clips after filtering",
         )
         totals = browser.element("//p[@id='totals']", "the totals").text
