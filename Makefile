@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/example_dags
 
-.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench check-floor review-check
+.PHONY: install demo test test-stack up down up-check lint clean docs dist ui-check chromium test-compat bench check-floor review-check clips-check
 
 install: $(INSTALLED)
 
@@ -92,6 +92,16 @@ up-check: dist $(VENV)/.installed-uicheck chromium
 # in build/review-check/. Stops everything it started.
 review-check: dist $(VENV)/.installed-uicheck chromium
 	$(PY) scripts/review_check.py
+
+# The Clips page (docs/clips.md) in headless Chromium on the `make up` stack in build/stack-clips: two
+# runs, Browse -> Clips, play and seek, filter by DAG, the task instance tab; screenshots in
+# build/clips-check-<version>/. CLIPS_AIRFLOW=3.1.2 checks the lowest supported Airflow (its
+# dependencies as on its release day); CLIPS_DOCS=1 copies the screenshots to docs/images/.
+CLIPS_AIRFLOW ?= $(AIRFLOW_VERSION)
+CLIPS_RELEASED_3.1.2 := 2025-11-06T00:00:00Z
+clips-check: dist $(VENV)/.installed-uicheck chromium
+	STACK_AIRFLOW_VERSION=$(CLIPS_AIRFLOW) STACK_UPLOADED_PRIOR_TO=$(CLIPS_RELEASED_$(CLIPS_AIRFLOW)) \
+		$(PY) scripts/clips_check.py $(if $(CLIPS_DOCS),--docs)
 
 # The test suite and the real-stack tier on the oldest Airflow that pyproject.toml claims and on the
 # newest 3.2 release, each in a venv of its own (.venv-compat-X.Y.Z, build/stack-X.Y.Z).

@@ -77,3 +77,9 @@ def test_dag_facing_modules_import_no_openlineage(module: str) -> None:
     # The OpenLineage provider is optional: only get_openlineage_facets_on_complete imports it.
     added = modules_after_import(f"import {module}") - modules_after_import("import airflow.sdk")
     assert not {m for m in added if "openlineage" in m}
+
+
+def test_every_process_loading_the_clips_plugin_skips_its_web_app() -> None:
+    # Workers, the scheduler and the triggerer load plugins too: only the API server builds the app.
+    loaded = modules_after_import("import airflow_provider_stableaudio.plugins.clips")
+    assert "airflow_provider_stableaudio.plugins.clips.app" not in loaded
