@@ -150,7 +150,8 @@ async def submit(request: web.Request) -> web.Response:
     accepted = await _accept(request, ASYNC_FAMILY)
     if isinstance(accepted, web.Response):
         return accepted
-    gen = request.app[STATE_KEY].stability.create(accepted, asynchronous=True, client=_client(request))
+    state = request.app[STATE_KEY]
+    gen = state.stability.create(accepted, asynchronous=True, draw=state.next_draw(), client=_client(request))
     return stability_json({"id": gen.id}, status=202)
 
 
@@ -159,8 +160,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if isinstance(accepted, web.Response):
         return accepted
     state = request.app[STATE_KEY]
-    gen = state.stability.create(accepted, asynchronous=False, client=_client(request))
-    if not await state.faults.sleep(state.config.generation_seconds):
+    gen = state.stability.create(
+        accepted, asynchronous=False, draw=state.next_draw(), client=_client(request)
+    )
+    if not await state.faults.sleep(state.config.generation_time(gen.draw)):
         return faults.drop(request)  # a reset or shutdown ended the wait
     if faults.current() in _ANSWER_REPLACED:
         return web.Response(status=200)  # replaced by the fault: the generation exists, its answer is lost
@@ -179,7 +182,7 @@ async def result(request: web.Request) -> web.StreamResponse:
     if gen is None:
         return _not_found(f"id: no generation {gen_id!r}")
     gen.polls += 1
-    status = state.stability.status(gen, state.config.generation_seconds, state.config.variants)
+    status = state.stability.status(gen, state.config)
     if status == "in-progress":
         return stability_json({"id": gen.id, "status": "in-progress"}, status=202)
     if status != "complete":
