@@ -526,6 +526,13 @@ def run_benchmark(
                     figures["problems"] = [str(exc)]
                 figures["wall_s"] = time.monotonic() - started
                 results.append(figures)
+                if "requests" in figures:  # progress: a full run takes half an hour
+                    log(
+                        f"    {figures['requests']} requests, {figures['429s']} 429s, "
+                        f"{figures['lockouts']} lockouts, {figures['delivered']}/{scenario.clips} delivered, "
+                        f"last clip at {figures['last_clip_s']:.0f} s ({figures['wall_s']:.0f} s)",
+                        flush=True,
+                    )
         finally:
             stop_process(emulator)
     return results
