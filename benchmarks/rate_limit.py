@@ -20,9 +20,9 @@ Variants (``--variants``):
 - ``to_thread``: the Anthropic provider's pattern, from ``trigger_fanout.py`` (a ``requests.Session``
   per wait, one GET per interval in ``asyncio.to_thread``); only in scenario (c).
 
-Scenarios (full sizes; ``--quick`` scales the clip count and, separately, every time, the window, the
-lockout and the backoff cap: (a) by 1/5 and 1/10, (b) and (c) by 1/10 and 1/20; the limit's requests
-scale with the clips and the budget with clips over time, so the limit binds as hard):
+Scenarios (full sizes; ``--quick`` takes (a) a fifth of the clips, (b) and (c) a tenth, and a
+twentieth of every time, the window, the lockout and the backoff cap; the limit's requests scale with
+the clips and the budget with clips over time, so the limit binds as hard):
 
 - (a) 300 generations of 20-40 s, ``poll_interval=2``, the limit without and with ``Retry-After``;
   ``per_trigger``, and ``provider`` with ``max_requests_per_second=14`` and with none configured.
@@ -100,7 +100,7 @@ VARIANTS = {
     "to_thread": "requests.Session per wait, asyncio.to_thread per poll (Anthropic pattern)",
 }
 # --quick: (clip count, time) factors per scenario; about 2 minutes in all.
-QUICK = {"a": (0.2, 0.1), "b": (0.1, 0.05), "c": (0.1, 0.05)}
+QUICK = {"a": (0.2, 0.05), "b": (0.1, 0.05), "c": (0.1, 0.05)}
 READY_TIMEOUT = 180.0
 
 
