@@ -3,10 +3,11 @@
 Routes (``stability-audio-contract.md``):
 
 * ``POST /v2beta/audio/stable-audio/{mode}`` (``model=stable-audio-3``, the default and only value):
-  **202** ``{"id": <64 hex>}``; the result is ready after ``generation_seconds``.
+  **202** ``{"id": <64 hex>}``; the result is ready after the generation's time (``generation_seconds``,
+  or its own draw up to ``generation_seconds_max``: see ``state.generation_draw``).
 * ``POST /v2beta/audio/stable-audio-2/{mode}``: ``text-to-audio`` and ``audio-to-audio`` take
   ``model`` ``stable-audio-2.5`` (the default) or ``stable-audio-2``; ``inpaint`` is Stable Audio
-  2.5 only and takes neither ``model`` nor ``cfg_scale``. Waits ``generation_seconds``, then
+  2.5 only and takes neither ``model`` nor ``cfg_scale``. Waits the generation's time, then
   **200** with the audio.
 * ``GET /v2beta/audio/results/{id}``: **202** ``{"id", "status": "in-progress"}``, then **200** with
   the audio; **404** ``generation_not_found`` for an unknown id, a result past
