@@ -111,7 +111,8 @@ test-compat: dist
 		COMPAT_AIRFLOW_VERSION=$$([ "$$version" = lowest ] || echo "$$version") bash scripts/test_compat.sh; \
 	done
 
-# Benchmarks (docs/performance.md): trigger fan-out, import cost, download, Stability streaming.
+# Benchmarks (docs/performance.md): trigger fan-out, import cost, download, Stability streaming, the
+# key's rate limit.
 # --quick sizes (under two minutes) unless BENCH_ARGS says otherwise; `make bench BENCH_ARGS=` runs
 # the full sizes.
 BENCH_ARGS ?= --quick
@@ -120,6 +121,7 @@ bench: install $(VENV)/.installed-bench
 	$(PY) benchmarks/import_cost.py $(BENCH_ARGS)
 	$(PY) benchmarks/download.py $(BENCH_ARGS)
 	$(PY) benchmarks/stability_stream.py $(BENCH_ARGS)
+	$(PY) benchmarks/rate_limit.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .airflow output build dist .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--generation-seconds", type=float, default=3.0, help="time until completion (default: %(default)s)"
     )
     parser.add_argument(
+        "--generation-seconds-max",
+        type=float,
+        default=None,
+        metavar="S",
+        help="each generation takes its own time, drawn uniformly from --generation-seconds to this, "
+        "the same on every run (default: all take --generation-seconds)",
+    )
+    parser.add_argument(
         "--api-key", action="append", default=[], help="accepted Bearer key (repeatable; none: any key)"
     )
     parser.add_argument(
@@ -48,6 +56,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.generation_seconds < 0:
         parser.error("--generation-seconds must be >= 0")
+    if args.generation_seconds_max is not None and not args.generation_seconds_max >= args.generation_seconds:
+        parser.error("--generation-seconds-max must be >= --generation-seconds")
     try:
         args.faults = faults_from_cli(args)
         args.variants = variants_from_cli(args)
@@ -69,6 +79,7 @@ def _write_port_file(path: str, port: int) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     config = EmulatorConfig(
         generation_seconds=args.generation_seconds,
+        generation_seconds_max=args.generation_seconds_max,
         api_keys=frozenset(args.api_key),
         public_base_url=args.public_base_url,
         faults=args.faults,

@@ -37,6 +37,7 @@ def config_json(config: EmulatorConfig) -> dict[str, Any]:
     # Report how many keys there are, never the keys themselves.
     return {
         "generation_seconds": config.generation_seconds,
+        "generation_seconds_max": config.generation_seconds_max,
         "public_base_url": config.public_base_url,
         "api_key_count": len(config.api_keys),
         **config.faults.to_json(),
@@ -49,6 +50,10 @@ def parse_seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
         raise ValueError("must be a finite number >= 0")
     return float(value)
+
+
+def parse_seconds_max(value: object) -> float | None:
+    return None if value is None else parse_seconds(value)
 
 
 def _parse_keys(value: object) -> frozenset[str]:
@@ -66,6 +71,7 @@ def _parse_url(value: object) -> str | None:
 # One parser per run-time configurable field: add an entry to make another field settable.
 _CONFIG_PARSERS: dict[str, Callable[[object], Any]] = {
     "generation_seconds": parse_seconds,
+    "generation_seconds_max": parse_seconds_max,
     "api_keys": _parse_keys,
     "public_base_url": _parse_url,
 }

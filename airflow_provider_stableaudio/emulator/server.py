@@ -246,13 +246,23 @@ class EmulatorServer:
         """
         self._call(self.state.reset)
 
-    def set_generation_seconds(self, seconds: float) -> None:
-        """Change how long generations take (applies to pending ones too)."""
+    def set_generation_seconds(self, seconds: float, generation_seconds_max: float | None = None) -> None:
+        """Change how long generations take (applies to pending ones too).
 
-        value = admin.parse_seconds(seconds)
+        :param seconds: every generation's time; with ``generation_seconds_max``, the shortest.
+        :param generation_seconds_max: each generation takes its own time, drawn uniformly from
+            ``seconds`` to this, the same on every run (see ``state.generation_draw``); ``None``
+            (default) turns that off.
 
-        def apply() -> None:
-            self.state.config = replace(self.state.config, generation_seconds=value)
+        Raises ``ValueError`` for a bad value, or a maximum below ``seconds``.
+        """
+
+        value, upper = admin.parse_seconds(seconds), admin.parse_seconds_max(generation_seconds_max)
+
+        def apply() -> None:  # replace() checks the pair; the error reaches the caller
+            self.state.config = replace(
+                self.state.config, generation_seconds=value, generation_seconds_max=upper
+            )
 
         self._call(apply)
 

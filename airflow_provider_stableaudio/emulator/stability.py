@@ -3,10 +3,11 @@
 Routes (``stability-audio-contract.md``):
 
 * ``POST /v2beta/audio/stable-audio/{mode}`` (``model=stable-audio-3``, the default and only value):
-  **202** ``{"id": <64 hex>}``; the result is ready after ``generation_seconds``.
+  **202** ``{"id": <64 hex>}``; the result is ready after the generation's time (``generation_seconds``,
+  or its own draw up to ``generation_seconds_max``: see ``state.generation_draw``).
 * ``POST /v2beta/audio/stable-audio-2/{mode}``: ``text-to-audio`` and ``audio-to-audio`` take
   ``model`` ``stable-audio-2.5`` (the default) or ``stable-audio-2``; ``inpaint`` is Stable Audio
-  2.5 only and takes neither ``model`` nor ``cfg_scale``. Waits ``generation_seconds``, then
+  2.5 only and takes neither ``model`` nor ``cfg_scale``. Waits the generation's time, then
   **200** with the audio.
 * ``GET /v2beta/audio/results/{id}``: **202** ``{"id", "status": "in-progress"}``, then **200** with
   the audio; **404** ``generation_not_found`` for an unknown id, a result past
@@ -150,7 +151,8 @@ async def submit(request: web.Request) -> web.Response:
     accepted = await _accept(request, ASYNC_FAMILY)
     if isinstance(accepted, web.Response):
         return accepted
-    gen = request.app[STATE_KEY].stability.create(accepted, asynchronous=True, client=_client(request))
+    state = request.app[STATE_KEY]
+    gen = state.stability.create(accepted, asynchronous=True, draw=state.next_draw(), client=_client(request))
     return stability_json({"id": gen.id}, status=202)
 
 
@@ -159,8 +161,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if isinstance(accepted, web.Response):
         return accepted
     state = request.app[STATE_KEY]
-    gen = state.stability.create(accepted, asynchronous=False, client=_client(request))
-    if not await state.faults.sleep(state.config.generation_seconds):
+    gen = state.stability.create(
+        accepted, asynchronous=False, draw=state.next_draw(), client=_client(request)
+    )
+    if not await state.faults.sleep(state.config.generation_time(gen.draw)):
         return faults.drop(request)  # a reset or shutdown ended the wait
     if faults.current() in _ANSWER_REPLACED:
         return web.Response(status=200)  # replaced by the fault: the generation exists, its answer is lost
@@ -179,7 +183,7 @@ async def result(request: web.Request) -> web.StreamResponse:
     if gen is None:
         return _not_found(f"id: no generation {gen_id!r}")
     gen.polls += 1
-    status = state.stability.status(gen, state.config.generation_seconds, state.config.variants)
+    status = state.stability.status(gen, state.config)
     if status == "in-progress":
         return stability_json({"id": gen.id, "status": "in-progress"}, status=202)
     if status != "complete":

@@ -16,7 +16,7 @@ from .stability_form import MODELS
 
 if TYPE_CHECKING:
     from .stability_form import StabilityRequest
-    from .variants import VariantConfig
+    from .state import EmulatorConfig
 
 STARTING_CREDITS = 1000.0
 MODERATE_MARKER = "[emulator:moderate]"  # 403 content_moderation, nothing created
@@ -35,6 +35,7 @@ class StabilityGeneration:
     finish_reason: str | None  # None: the output was flagged (``moderated``), there is none
     created_at: str
     created: float  # time.monotonic() at creation
+    draw: float  # state.generation_draw(): where its time lies in the configured range
     input_size: int | None
     input_sha256: str | None
     client: tuple[str | None, str | None] = (None, None)  # stability-client-id, -version headers
@@ -66,6 +67,7 @@ class StabilityStore:
         request: StabilityRequest,
         *,
         asynchronous: bool,
+        draw: float = 0.0,
         client: tuple[str | None, str | None] = (None, None),
     ) -> StabilityGeneration:
         """Record an accepted generation and start rendering its audio in a worker thread
@@ -82,6 +84,7 @@ class StabilityStore:
             finish_reason=None if moderated else "CONTENT_FILTERED" if filtered else "SUCCESS",
             created_at=now_iso(),
             created=time.monotonic(),
+            draw=draw,
             input_size=None if audio is None else len(audio),
             input_sha256=None if audio is None else hashlib.sha256(audio).hexdigest(),
             client=client,
@@ -105,16 +108,16 @@ class StabilityStore:
         gen = self.generations.get(gen_id)
         return gen if gen is not None and gen.asynchronous else None
 
-    def status(self, gen: StabilityGeneration, generation_seconds: float, variants: VariantConfig) -> str:
+    def status(self, gen: StabilityGeneration, config: EmulatorConfig) -> str:
         """``in-progress``, ``complete``, ``served`` (gone after its one serving) or ``expired``."""
         now = time.monotonic()
         if gen.completed is None:
-            if gen.asynchronous and now - gen.created < generation_seconds:
+            if gen.asynchronous and now - gen.created < config.generation_time(gen.draw):
                 return "in-progress"
             gen.completed = now if gen.asynchronous else gen.created
         if gen.consumed:
             return "served"
-        if gen.asynchronous and now >= gen.completed + variants.stability_result_ttl:
+        if gen.asynchronous and now >= gen.completed + config.variants.stability_result_ttl:
             gen.render = None  # free the audio: it will never be served again
             return "expired"
         return "complete"
@@ -129,7 +132,7 @@ class StabilityStore:
             MODELS[g.request.model].credits for g in self.generations.values() if g.finish_reason == "SUCCESS"
         )
 
-    def ledger(self, generation_seconds: float, variants: VariantConfig) -> dict[str, Any]:
+    def ledger(self, config: EmulatorConfig) -> dict[str, Any]:
         """The ``stability`` part of the ledger; see ``stability.py``'s docstring for the keys."""
         submits: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for gen in self.generations.values():
@@ -139,12 +142,10 @@ class StabilityStore:
             "submit_count": len(self.generations),
             "results_served": sum(g.served for g in self.generations.values()),
             "credits_used": self.credits_used,
-            "generations": [self._entry(g, generation_seconds, variants) for g in self.generations.values()],
+            "generations": [self._entry(g, config) for g in self.generations.values()],
         }
 
-    def _entry(
-        self, gen: StabilityGeneration, generation_seconds: float, variants: VariantConfig
-    ) -> dict[str, Any]:
+    def _entry(self, gen: StabilityGeneration, config: EmulatorConfig) -> dict[str, Any]:
         request = gen.request
         return {
             "id": gen.id,
@@ -158,7 +159,8 @@ class StabilityStore:
             "finish_reason": gen.finish_reason,
             "moderated": gen.moderated,
             "created_at": gen.created_at,
-            "status": self.status(gen, generation_seconds, variants),
+            "generation_seconds": config.generation_time(gen.draw),
+            "status": self.status(gen, config),
             "polls": gen.polls,
             "served": gen.served,
             "complete_serves": gen.complete_serves,

@@ -27,7 +27,10 @@ _WAV_CACHE_BYTES = 256 * 1024 * 1024
 class EmulatorConfig:
     """Behaviour of the emulator.
 
-    :param generation_seconds: time from creation until a generation is completed.
+    :param generation_seconds: time from creation until a generation is completed; with
+        ``generation_seconds_max``, the shortest such time.
+    :param generation_seconds_max: when set, each generation takes its own time, drawn uniformly from
+        ``generation_seconds`` to this (see :func:`generation_draw`); default: every one the same.
     :param api_keys: accepted Bearer keys; empty accepts any non-empty key.
     :param public_base_url: base of the audio URLs; default: derived from the request's Host.
     :param faults: fault injection settings; default: none.
@@ -36,11 +39,36 @@ class EmulatorConfig:
     """
 
     generation_seconds: float = 3.0
+    generation_seconds_max: float | None = None
     api_keys: frozenset[str] = frozenset()
     public_base_url: str | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
     variants: VariantConfig = field(default_factory=VariantConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+    def __post_init__(self) -> None:
+        upper = self.generation_seconds_max
+        if upper is not None and not upper >= self.generation_seconds:
+            raise ValueError(
+                f"generation_seconds_max: must be >= generation_seconds ({self.generation_seconds:g}), "
+                f"got {upper:g}"
+            )
+
+    def generation_time(self, draw: float) -> float:
+        """Seconds from creation to completion of the generation whose draw is ``draw`` (in [0, 1))."""
+        lower, upper = self.generation_seconds, self.generation_seconds_max
+        return lower if upper is None else lower + (upper - lower) * draw
+
+
+def generation_draw(index: int) -> float:
+    """Where the ``index``-th generation since the last reset (0-based, both services counted) falls
+    between ``generation_seconds`` and ``generation_seconds_max``: a number in [0, 1).
+
+    A hash of the index, uniform and the same on every run: a benchmark that resets the emulator and
+    submits N generations meets the same N times each run (whichever order concurrent submits land in).
+    """
+    digest = hashlib.sha256(f"stableaudio-emulator-generation-time:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass(kw_only=True)
@@ -53,6 +81,7 @@ class Generation:
     steps: int
     created_at: str
     created: float  # time.monotonic() at creation
+    draw: float = 0.0  # generation_draw(): where its time lies in the configured range
     forced_error: bool = False  # a generation_error fault
     terminal: str | None = None  # latched so a later config change cannot undo completion
     polls: int = 0
@@ -80,8 +109,15 @@ class EmulatorState:
         self.requests: list[tuple[str, str, int | None, str | None]] = []
         self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
         self.epoch = 0  # bumped by reset, so requests spanning it stay out of the new ledger
+        self.created_count = 0  # generations created since the last reset, both services
         self._wavs: OrderedDict[tuple[str, int], tuple[bytes, str]] = OrderedDict()
         self._wav_bytes = 0
+
+    def next_draw(self) -> float:
+        """The :func:`generation_draw` of the next generation created (either service)."""
+        draw = generation_draw(self.created_count)
+        self.created_count += 1
+        return draw
 
     def create(
         self,
@@ -102,6 +138,7 @@ class EmulatorState:
             steps=steps,
             created_at=now_iso(),
             created=time.monotonic(),
+            draw=self.next_draw(),
             forced_error=forced_error,
         )
         self.generations[gen.id] = self.files[gen.file_name] = gen
@@ -110,7 +147,7 @@ class EmulatorState:
     def status(self, gen: Generation) -> str:
         if gen.terminal is not None:
             return gen.terminal
-        total = self.config.generation_seconds
+        total = self.config.generation_time(gen.draw)
         elapsed = time.monotonic() - gen.created
         if elapsed >= total:
             failed = gen.forced_error or ERROR_MARKER in gen.prompt
@@ -153,7 +190,8 @@ class EmulatorState:
     def ledger(self) -> dict[str, Any]:
         """Return what was asked and served since the last reset (``GET /_emulator/ledger``).
 
-        Per generation: ``polls`` answered by the handler (faulted ones are not), ``downloads``
+        Per generation: ``generation_seconds``, its time from ``created_at`` to completion (under the
+        current settings); ``polls`` answered by the handler (faulted ones are not), ``downloads``
         whose body started, ``complete_downloads`` that sent every byte, ``bytes_served`` in
         total, ``sha256`` of the file once synthesised (else None). Per request: ``status``
         (None when the connection was dropped) and ``fault`` (a kind, or None). ``faults``:
@@ -171,6 +209,7 @@ class EmulatorState:
                     "seconds_start": g.seconds_start,
                     "steps": g.steps,
                     "created_at": g.created_at,
+                    "generation_seconds": self.config.generation_time(g.draw),
                     "status": self.status(g),
                     "polls": g.polls,
                     "downloads": g.downloads,
@@ -182,7 +221,7 @@ class EmulatorState:
             ],
             "requests": [{"method": m, "path": p, "status": s, "fault": f} for m, p, s, f in self.requests],
             "faults": dict(self.fault_counts),
-            "stability": self.stability.ledger(self.config.generation_seconds, self.config.variants),
+            "stability": self.stability.ledger(self.config),
             "rate_limit": self.limiter.ledger(self.config.rate_limit),
         }
 
@@ -196,6 +235,7 @@ class EmulatorState:
         self.requests.clear()
         self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
         self.epoch += 1
+        self.created_count = 0
         self.faults.wake()
         self.faults.reseed(self.config.faults.seed)
 
