@@ -65,7 +65,7 @@ def stack() -> Iterator[Stack]:
     finally:
         deployment.stop()
         FIGURES["tier_seconds"] = round(time.monotonic() - started, 1)
-        (deployment.root / "figures.json").write_text(json.dumps(FIGURES, indent=2))
+        (deployment.root / "figures.json").write_text(json.dumps(measured(), indent=2))
 
 
 @pytest.fixture
@@ -74,8 +74,13 @@ def figures(request: pytest.FixtureRequest) -> dict[str, Any]:
     return FIGURES.setdefault(request.node.name, {})
 
 
+def measured() -> dict[str, Any]:
+    """The figures, less the empty ones of scenarios that were skipped."""
+    return {name: value for name, value in FIGURES.items() if value != {}}
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
+    if measured():
         terminalreporter.section("real-stack figures")
-        for name, value in FIGURES.items():
+        for name, value in measured().items():
             terminalreporter.write_line(f"{name}: {json.dumps(value)}")
