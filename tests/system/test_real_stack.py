@@ -279,9 +279,10 @@ def test_fifty_triggers_start_at_once_on_a_connection_with_an_extra(stack: Stack
 # Stability's 60 s, too long for the tier). Two fan-outs run at once, each on a key of its own shared
 # by both triggerers and every task process: polling each clip every 2 s wants 6 requests a second per
 # key, so the limit matters, and generations of 30 s outlast a lockout or two (a trigger that sleeps out
-# the Retry-After wakes with every other at the lockout's end). One connection sets the request budget (`max_requests_per_second` 1 per
-# process: two triggerers 2 a second, leaving room for the workers' submits), the other leaves the
-# provider to find the limit from the 429s.
+# the Retry-After wakes with every other at the lockout's end). One connection sets the request budget
+# (`max_requests_per_second` 0.75 per process: the two triggerers 1.5 a second, leaving room for
+# the workers' submits), and must meet no lockout; the other leaves the provider to find the limit from
+# the 429s, and may meet one.
 RATE_LIMIT = {
     "limit_requests": 20,
     "limit_window_seconds": 5,
@@ -292,7 +293,7 @@ RATE_LIMIT_CLIPS = 12
 RATE_LIMIT_CASES = {  # DAG id: (connection id, its extra)
     "stack_rate_limit_budgeted": (
         "stableaudio_rate_limit_budgeted",
-        {"timeout": 30, "max_requests_per_second": 1},
+        {"timeout": 30, "max_requests_per_second": 0.75},
     ),
     "stack_rate_limit_unbudgeted": ("stableaudio_rate_limit_unbudgeted", {"timeout": 30}),
 }
@@ -384,9 +385,9 @@ def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stac
     prompts = Counter(g["prompt"] for g in ledger["generations"])
     assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
     assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
-    assert {dag_id: entry["lockouts"] <= 1 for dag_id, entry in per_key.items()} == dict.fromkeys(
-        RATE_LIMIT_CASES, True
-    ), figures["keys"]
+    lockouts = {dag_id: entry["lockouts"] for dag_id, entry in per_key.items()}
+    assert lockouts["stack_rate_limit_budgeted"] == 0, figures["keys"]
+    assert lockouts["stack_rate_limit_unbudgeted"] <= 1, figures["keys"]
 
 
 def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack, figures) -> None:
