@@ -274,17 +274,18 @@ def test_fifty_triggers_start_at_once_on_a_connection_with_an_extra(stack: Stack
     assert failures == []
 
 
-# The rate-limit scenario (issue 18): the emulator holds each key to 20 requests in any 5 s (4 a second),
-# then locks it out for 10 s and says how long (Retry-After; with none the provider would wait out
-# Stability's 60 s, too long for the tier). Two fan-outs run at once, each on a key of its own shared
-# by both triggerers and every task process: polling each clip every 2 s wants 6 requests a second per
-# key, so the limit matters, and generations of 30 s outlast a lockout or two (a trigger that sleeps out
-# the Retry-After wakes with every other at the lockout's end). One connection sets the request budget
-# (`max_requests_per_second` 0.75 per process: the two triggerers 1.5 a second, leaving room for
-# the workers' submits), and must meet no lockout; the other leaves the provider to find the limit from
-# the 429s, and may meet one.
+# The rate-limit scenario (issue 18): the emulator holds each key to 6 requests in any 5 s (1.2 a
+# second), then locks it out for 10 s and says how long (Retry-After; with none the provider would wait
+# out Stability's 60 s, too long for the tier). Two fan-outs of 12 clips run at once, each on a key of
+# its own shared by both triggerers and every task process. The limit binds: the workers' submits alone
+# come at about a second apart, and polling each clip every 2 s would want 6 requests a second; a
+# trigger that sleeps out the Retry-After wakes with every other at the lockout's end, and a submit
+# that meets a lockout must wait it out. One connection sets the request budget
+# (`max_requests_per_second` 0.3 per process: the two triggerers 0.6 a second), the other leaves the
+# provider to find the limit from the 429s. Either key may be locked out once (the task processes
+# each have a budget of their own), never twice.
 RATE_LIMIT = {
-    "limit_requests": 20,
+    "limit_requests": 6,
     "limit_window_seconds": 5,
     "limit_lockout_seconds": 10,
     "limit_retry_after": True,
@@ -293,7 +294,7 @@ RATE_LIMIT_CLIPS = 12
 RATE_LIMIT_CASES = {  # DAG id: (connection id, its extra)
     "stack_rate_limit_budgeted": (
         "stableaudio_rate_limit_budgeted",
-        {"timeout": 30, "max_requests_per_second": 0.75},
+        {"timeout": 30, "max_requests_per_second": 0.3},
     ),
     "stack_rate_limit_unbudgeted": ("stableaudio_rate_limit_unbudgeted", {"timeout": 30}),
 }
@@ -385,9 +386,9 @@ def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stac
     prompts = Counter(g["prompt"] for g in ledger["generations"])
     assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
     assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
-    lockouts = {dag_id: entry["lockouts"] for dag_id, entry in per_key.items()}
-    assert lockouts["stack_rate_limit_budgeted"] == 0, figures["keys"]
-    assert lockouts["stack_rate_limit_unbudgeted"] <= 1, figures["keys"]
+    assert max(entry["lockouts"] for entry in per_key.values()) <= 1, figures["keys"]  # per key
+    # The scenario's own sizing: the limit said no to a key at least once, so the 429s were met.
+    assert sum(entry["requests_limited"] for entry in per_key.values()) >= 1, figures["keys"]
 
 
 def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack, figures) -> None:
