@@ -32,9 +32,12 @@ test: install
 
 # The real-stack tier (tests/system): Postgres, api-server, scheduler, dag-processor and two triggerers
 # from the wheel in dist/, in build/stack-test/ (logs in build/stack-test/logs). Installs Debian's postgresql
-# when root and no server is found.
+# when root and no server is found. `make test-stack EXECUTOR=celery` runs it on CeleryExecutor instead:
+# Redis (Debian's redis-server, installed the same way) and two Celery workers, in build/stack-test-celery/;
+# not part of `make test`.
+EXECUTOR ?= local
 test-stack: dist
-	$(PY) -m pytest tests/system -p no:cacheprovider
+	STACK_EXECUTOR=$(EXECUTOR) $(PY) -m pytest tests/system -p no:cacheprovider
 
 # A local Airflow for a person: the UI on http://127.0.0.1:8080, the emulator, the connection and the
 # example DAGs; `make down` stops it.

@@ -1,5 +1,6 @@
-"""The real-stack tier: one deployment (Postgres, api-server, scheduler, dag-processor, two triggerers)
-for the whole session, started from the wheel in ``dist/``; figures printed at the end."""
+"""The real-stack tier: one deployment (Postgres, api-server, scheduler, dag-processor, two triggerers;
+with ``STACK_EXECUTOR=celery`` also Redis and two Celery workers) for the whole session, started from
+the wheel in ``dist/``; figures printed at the end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.system.stack import ROOT, Stack, StackError, postgres_bindir
+from tests.system.stack import EXECUTOR, ROOT, Stack, StackError, postgres_bindir
 
 FIGURES: dict[str, Any] = {}
 
@@ -25,7 +26,9 @@ def stack() -> Iterator[Stack]:
             "(or run as root, and the tier installs it)"
         )
     # Not build/stack: that is `make up`'s, and a person's running stack must survive `make test`.
-    root = Path(os.environ.get("STACK_DIR", ROOT / "build" / "stack-test")).resolve()
+    # The Celery tier (STACK_EXECUTOR=celery) in a folder of its own: its logs and venv differ.
+    default_root = ROOT / "build" / ("stack-test" if EXECUTOR == "local" else f"stack-test-{EXECUTOR}")
+    root = Path(os.environ.get("STACK_DIR", default_root)).resolve()
     deployment = Stack(
         root=root,
         dag_folders=(ROOT / "example_dags", ROOT / "tests" / "system" / "dags"),
@@ -55,13 +58,14 @@ def stack() -> Iterator[Stack]:
     except StackError as exc:
         deployment.stop()
         pytest.fail(f"the real stack did not start: {exc}", pytrace=False)
+    FIGURES["executor"] = deployment.executor
     FIGURES["start"] = {k: round(v, 1) for k, v in deployment.state["timings"].items()}
     try:
         yield deployment
     finally:
         deployment.stop()
         FIGURES["tier_seconds"] = round(time.monotonic() - started, 1)
-        (deployment.root / "figures.json").write_text(json.dumps(FIGURES, indent=2))
+        (deployment.root / "figures.json").write_text(json.dumps(measured(), indent=2))
 
 
 @pytest.fixture
@@ -70,8 +74,13 @@ def figures(request: pytest.FixtureRequest) -> dict[str, Any]:
     return FIGURES.setdefault(request.node.name, {})
 
 
+def measured() -> dict[str, Any]:
+    """The figures, less the empty ones of scenarios that were skipped."""
+    return {name: value for name, value in FIGURES.items() if value != {}}
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
+    if measured():
         terminalreporter.section("real-stack figures")
-        for name, value in FIGURES.items():
+        for name, value in measured().items():
             terminalreporter.write_line(f"{name}: {json.dumps(value)}")

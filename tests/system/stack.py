@@ -7,6 +7,10 @@ What it starts, each as a process of its own, with every file under ``build/stac
   ``postgres`` user then),
 * the bundled API emulator,
 * ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and two ``triggerer``,
+* with ``executor="celery"`` (``STACK_EXECUTOR=celery``, ``make test-stack EXECUTOR=celery``): the
+  scheduler on CeleryExecutor, Redis as its broker (a server of its own; Debian's ``redis-server``
+  package is installed when missing and this is root), Postgres as the result backend, and two
+  ``airflow celery worker``,
 
 from a virtualenv of its own (``build/stack/venv``) holding Airflow and the provider's wheel from
 ``dist/`` (what ``make dist`` builds; ``STACK_DIST_DIR`` names another folder): installed the way users
@@ -49,6 +53,15 @@ BUILD = ROOT / "build" / "stack"
 STATE_FILE = "stack.json"
 ADMIN = "admin"
 TRIGGERERS = 2
+#: ``local`` (LocalExecutor) or ``celery`` (CeleryExecutor with Redis and two Celery workers).
+EXECUTOR = os.environ.get("STACK_EXECUTOR", "local")
+EXECUTORS = ("local", "celery")
+CELERY_WORKERS = 2
+# Task processes per Celery worker: two workers together run as many as LocalExecutor's parallelism.
+CELERY_CONCURRENCY = 4
+# Celery 5.7 breaks Airflow's Celery provider (the scheduler rejects the executor setting; workers fail
+# with "cannot import name 'retry' from 'celery.backends.database'"), so below it.
+CELERY_REQUIREMENTS = ("apache-airflow-providers-celery", "celery[redis]>=5.5,<5.7")
 
 
 class StackError(RuntimeError):
@@ -109,6 +122,36 @@ def ensure_postgres() -> Path:
     return bindir
 
 
+# -- Redis (CeleryExecutor's broker) --------------------------------------------------------------
+
+
+def redis_server() -> str | None:
+    """The ``redis-server`` binary on this machine, if any."""
+    return shutil.which("redis-server") or next(
+        (path for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(path, os.X_OK)),
+        None,
+    )
+
+
+def ensure_redis() -> str:
+    """The ``redis-server`` binary; installs Debian's ``redis-server`` when missing and this is root."""
+    found = redis_server()
+    if found:
+        return found
+    if not _is_root():
+        raise StackError(
+            "The real-stack tier on CeleryExecutor needs a Redis server, and none is installed. "
+            "Install it with `sudo apt-get install redis-server` (Debian/Ubuntu), then run it again."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], env=env, timeout=600)
+    _run(["apt-get", "install", "-y", "-qq", "redis-server"], env=env, timeout=900)
+    found = redis_server()
+    if not found:
+        raise StackError("apt-get installed redis-server, but no redis-server binary was found")
+    return found
+
+
 # -- the stack ----------------------------------------------------------------------------------
 
 
@@ -126,12 +169,23 @@ class Stack:
     config: dict[str, str] = field(default_factory=dict)
     #: Environment of the triggerers only (the tier's loop diagnostics).
     triggerer_env: dict[str, str] = field(default_factory=dict)
+    #: ``local`` or ``celery`` (see the module docstring).
+    executor: str = EXECUTOR
     state: dict[str, Any] = field(default_factory=dict)
 
     # paths
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise StackError(f"unknown executor {self.executor!r}: one of {', '.join(EXECUTORS)}")
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "celery"
+
     @property
     def venv(self) -> Path:
-        return self.root / f"venv-{self.airflow_version}"
+        # Celery's venv holds more (its provider, Celery, Redis' client): one of its own.
+        return self.root / (f"venv-{self.airflow_version}" + ("-celery" if self.celery else ""))
 
     @property
     def airflow_home(self) -> Path:
@@ -164,6 +218,8 @@ class Stack:
         pip = [self.bin("python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # The wheel's dependencies and Airflow's Postgres drivers (sync and async), Airflow pinned.
         requirements = [f"apache-airflow=={self.airflow_version}", "psycopg2-binary", "asyncpg"]
+        if self.celery:  # Airflow's Celery provider and Celery with its Redis transport
+            requirements += CELERY_REQUIREMENTS
         want = " ".join([*requirements, UPLOADED_PRIOR_TO])
         if not stamp.exists() or stamp.read_text() != want:
             shutil.rmtree(self.venv, ignore_errors=True)
@@ -202,7 +258,7 @@ class Stack:
             "AIRFLOW_HOME": str(self.airflow_home),
             "STABLEAUDIO_OUTPUT_DIR": str(self.output),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if s.get("executor") == "celery" else "LocalExecutor",
             # Few task processes per worker: each is a Python process, and the machine has 2 cores
             # (more parallel deferrals also raise the odds of Airflow's own race, docs/deployment.md).
             "AIRFLOW__CORE__PARALLELISM": "8",
@@ -223,7 +279,19 @@ class Stack:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Free ports, not 8793: several stacks may run on one machine.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"]),
+            **(self._celery_env() if s.get("executor") == "celery" else {}),
             **s["config"],
+        }
+
+    def _celery_env(self) -> dict[str, str]:
+        s = self.state
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{s['redis_port']}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:{s['pg_port']}/airflow",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_CONCURRENCY),
+            # A killed worker's task is found by its missing heartbeat (default 300 s) and retried.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         }
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
@@ -253,7 +321,12 @@ class Stack:
     @classmethod
     def load(cls, root: Path = BUILD) -> Stack:
         state = json.loads((root / STATE_FILE).read_text())
-        return cls(root=root, airflow_version=state["airflow_version"], state=state)
+        return cls(
+            root=root,
+            airflow_version=state["airflow_version"],
+            executor=state.get("executor", "local"),
+            state=state,
+        )
 
     def alive(self, name: str) -> bool:
         pid = self.state.get("pids", {}).get(name)
@@ -286,6 +359,35 @@ class Stack:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
 
+    def kill_session(self, name: str) -> list[int]:
+        """SIGKILL every process in the session of ``name``, as when its machine is lost; the pids killed.
+
+        More than :meth:`kill`: a task process puts itself in a process group of its own (the Task
+        SDK's supervisor kills its tree that way), so a worker's process group does not hold it.
+        """
+        leader = self.state.get("pids", {}).get(name)
+        killed = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                pid = int(stat.parent.name)
+                if leader and int(stat.read_text().rsplit(") ", 1)[1].split()[3]) == leader:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        deadline = time.monotonic() + 20
+        while self.alive(name) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(leader, os.WNOHANG)
+            time.sleep(0.1)
+        return killed
+
+    def session_of(self, pid: int) -> str | None:
+        """The name of the started process whose session holds ``pid`` (a task's worker), if any."""
+        try:
+            sid = os.getsid(pid)
+        except OSError:
+            return None
+        return next((name for name, leader in self.state.get("pids", {}).items() if leader == sid), None)
+
     # -- start / stop ------------------------------------------------------------------------
 
     def start(self, *, api_key: str | None = None) -> None:
@@ -313,6 +415,8 @@ class Stack:
             "jwt_secret": secrets.token_hex(32),
             "admin_password": secrets.token_urlsafe(12),
             "api_key": api_key or f"canary-{secrets.token_hex(16)}",
+            "executor": self.executor,
+            "redis_port": _free_port() if self.celery else None,
             "pids": {},
             "triggerer_jobs": {},
         }
@@ -324,6 +428,9 @@ class Stack:
         timings["install"] = time.monotonic() - started
         self._start_postgres()
         timings["postgres"] = time.monotonic() - started
+        if self.celery:
+            self._start_redis()
+            timings["redis"] = time.monotonic() - started
         self.airflow("db", "migrate", timeout=600)
         timings["db_migrate"] = time.monotonic() - started
         self._start_emulator()
@@ -347,6 +454,9 @@ class Stack:
         self.wait_for(self._api_up, "the API server to answer", 180, "api-server")
         for n in range(1, TRIGGERERS + 1):
             self.start_triggerer(f"triggerer-{n}")
+        if self.celery:
+            for n in range(1, CELERY_WORKERS + 1):
+                self.start_celery_worker(f"celery-worker-{n}")
         timings["up"] = time.monotonic() - started
         self.state["timings"] = timings
         self._save()
@@ -367,12 +477,34 @@ class Stack:
 
         self.wait_for(new_job, f"{name} to heartbeat", 120, name)
 
+    def start_celery_worker(self, name: str) -> None:
+        """Start a Celery worker (a Celery node name of its own) and wait until it takes tasks."""
+        log = self.logs / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self._spawn(
+            name,
+            [self.bin("airflow"), "celery", "worker", "--celery-hostname", name,
+             "--concurrency", str(CELERY_CONCURRENCY)],
+            # Each worker serves its task logs on a port of its own.
+            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port())},
+        )  # fmt: skip
+
+        def ready() -> bool:
+            with open(log, "rb") as handle:
+                handle.seek(offset)
+                return b" ready." in handle.read()
+
+        self.wait_for(ready, f"{name} to be ready", 180, name)
+
     def stop(self) -> None:
         """Stop every process this stack started (Airflow first, Postgres last)."""
         pids = self.state.get("pids", {})
-        for name in [n for n in pids if n not in ("postgres", "emulator")]:
+        for name in [n for n in pids if n not in ("postgres", "emulator", "redis")]:
             self.kill(name)
+            if name.startswith("celery-worker"):
+                self.kill_session(name)  # task processes left in groups of their own
         self.kill("emulator")
+        self.kill("redis")
         if "postgres" in pids:
             self.kill("postgres", signal.SIGINT)  # fast shutdown
         self.state["pids"] = {}
@@ -416,6 +548,21 @@ class Stack:
         )  # fmt: skip
         self.wait_for(lambda: self.psql("select 1", db="postgres") == "1", "PostgreSQL", 60, "postgres")
         self.psql("create database airflow", db="postgres")
+
+    def _start_redis(self) -> None:
+        server = ensure_redis()
+        self._spawn(
+            "redis",
+            [server, "--port", str(self.state["redis_port"]), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root / "run"), "--daemonize", "no"],
+        )  # fmt: skip
+
+        def answers() -> bool:
+            with socket.create_connection(("127.0.0.1", self.state["redis_port"]), timeout=2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        self.wait_for(answers, "Redis", 60, "redis")
 
     def psql(self, sql: str, *, db: str = "airflow") -> str:
         """Run SQL as the superuser; the result rows, ``|``-separated."""

@@ -8,9 +8,13 @@ the canary key and the component logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import secrets
 import time
+import urllib.error
+import urllib.request
 import wave
 from collections import Counter
 from pathlib import Path
@@ -270,6 +274,123 @@ def test_fifty_triggers_start_at_once_on_a_connection_with_an_extra(stack: Stack
     assert failures == []
 
 
+# The rate-limit scenario (issue 18): the emulator holds each key to 6 requests in any 5 s (1.2 a
+# second), then locks it out for 10 s and says how long (Retry-After; with none the provider would wait
+# out Stability's 60 s, too long for the tier). Two fan-outs of 12 clips run at once, each on a key of
+# its own shared by both triggerers and every task process. The limit binds: the workers' submits alone
+# come at about a second apart, and polling each clip every 2 s would want 6 requests a second; a
+# trigger that sleeps out the Retry-After wakes with every other at the lockout's end, and a submit
+# that meets a lockout must wait it out. One connection sets the request budget
+# (`max_requests_per_second` 0.3 per process: the two triggerers 0.6 a second), the other leaves the
+# provider to find the limit from the 429s. Either key may be locked out once (the task processes
+# each have a budget of their own), never twice.
+RATE_LIMIT = {
+    "limit_requests": 6,
+    "limit_window_seconds": 5,
+    "limit_lockout_seconds": 10,
+    "limit_retry_after": True,
+}
+RATE_LIMIT_CLIPS = 12
+RATE_LIMIT_CASES = {  # DAG id: (connection id, its extra)
+    "stack_rate_limit_budgeted": (
+        "stableaudio_rate_limit_budgeted",
+        {"timeout": 30, "max_requests_per_second": 0.3},
+    ),
+    "stack_rate_limit_unbudgeted": ("stableaudio_rate_limit_unbudgeted", {"timeout": 30}),
+}
+
+
+def rate_limit_connections(stack: Stack) -> dict[str, str]:
+    """The scenario's connections (one API key each, all canaries), added once; DAG id: key."""
+    keys = stack.state.setdefault("rate_limit_keys", {})
+    for dag_id, (conn_id, extra) in RATE_LIMIT_CASES.items():
+        if dag_id in keys:
+            continue
+        keys[dag_id] = f"canary-{secrets.token_hex(16)}"
+        stack.api(
+            "POST",
+            "/connections",
+            {
+                "connection_id": conn_id,
+                "conn_type": "stableaudio",
+                "host": stack.state["emulator_url"],
+                "password": keys[dag_id],
+                "extra": json.dumps(extra),
+            },
+        )
+    stack._save()
+    stack.emulator("POST", "config", {"api_keys": [stack.state["api_key"], *keys.values()]})
+    return dict(keys)
+
+
+def first_request_with(stack: Stack, key: str) -> None:
+    """One request with ``key`` (a 400: no generation id), so the ledger lists the keys in this order."""
+    request = urllib.request.Request(
+        stack.state["emulator_url"] + "/v2/generate/audio", headers={"Authorization": f"Bearer {key}"}
+    )
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stack: Stack, figures) -> None:
+    for name in ("triggerer-1", "triggerer-2"):
+        if not stack.alive(name):
+            stack.start_triggerer(name)
+    keys = rate_limit_connections(stack)
+    fresh_emulator(stack, generation_seconds=30)
+    stack.emulator("POST", "config", RATE_LIMIT)  # after fresh_emulator: clearing the faults lifts it
+    try:
+        for key in keys.values():  # ledger()["rate_limit"]["keys"][i] is the i-th DAG's key
+            first_request_with(stack, key)
+        started = time.monotonic()
+        runs = {dag_id: stack.trigger(dag_id, {"count": RATE_LIMIT_CLIPS}) for dag_id in RATE_LIMIT_CASES}
+        seen = {dag_id: watch(stack, dag_id, run_id, timeout=900) for dag_id, run_id in runs.items()}
+        run_seconds = round(time.monotonic() - started, 1)
+        ledger = stack.emulator("GET", "ledger")
+    finally:
+        stack.emulator("POST", "config", {"clear_rate_limit": True})
+
+    per_key = dict(zip(RATE_LIMIT_CASES, ledger["rate_limit"]["keys"], strict=True))
+    api_requests = [r for r in ledger["requests"] if r["path"] == "/v2/generate/audio"]
+    accepted_posts = [r for r in api_requests if r["method"] == "POST" and r["status"] in (200, 201)]
+    figures.update(
+        run_seconds=run_seconds,
+        clips=len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS,
+        emulator_limit=RATE_LIMIT,
+        budget=RATE_LIMIT_CASES["stack_rate_limit_budgeted"][1]["max_requests_per_second"],
+        keys={
+            dag_id.removeprefix("stack_rate_limit_"): {
+                "requests": entry["requests"] - 1,  # less the one that put the keys in order
+                "requests_limited": entry["requests_limited"],
+                "lockouts": entry["lockouts"],
+            }
+            for dag_id, entry in per_key.items()
+        },
+        posts_accepted=len(accepted_posts),
+        posts_refused=sum(r["method"] == "POST" and r["status"] == 429 for r in api_requests),
+        polls_per_clip=round(
+            sum(r["method"] == "GET" and r["status"] == 200 for r in api_requests) / len(accepted_posts), 2
+        )
+        if accepted_posts
+        else None,
+    )
+
+    carried_by = set().union(*(run["triggerers"] for run in seen.values()))
+    assert carried_by == set(stack.state["triggerer_jobs"].values())  # both triggerers, every process
+    for dag_id, run in seen.items():
+        generates = [ti for ti in run["task_instances"] if ti["task_id"] == "generate"]
+        outcomes = Counter((ti["state"], ti["try_number"]) for ti in generates)
+        assert (run["state"], outcomes) == ("success", {("success", 1): RATE_LIMIT_CLIPS}), dag_id
+        clips = sorted((stack.output / dag_id).glob("*/clip_*.wav"))
+        assert len(clips) == RATE_LIMIT_CLIPS
+    prompts = Counter(g["prompt"] for g in ledger["generations"])
+    assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
+    assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
+    assert max(entry["lockouts"] for entry in per_key.values()) <= 1, figures["keys"]  # per key
+    # The scenario's own sizing: the limit said no to a key at least once, so the 429s were met.
+    assert sum(entry["requests_limited"] for entry in per_key.values()) >= 1, figures["keys"]
+
+
 def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack, figures) -> None:
     count = 10
     fresh_emulator(stack, generation_seconds=60)
@@ -309,28 +430,79 @@ def test_triggers_move_to_the_other_triggerer_when_theirs_is_killed(stack: Stack
     )
 
 
-def test_canary_key_is_only_in_the_encrypted_connection_row(stack: Stack) -> None:
-    key = stack.state["api_key"]
+def test_task_of_a_killed_celery_worker_is_retried_and_reattaches_to_its_generation(
+    stack: Stack, figures
+) -> None:
+    if not stack.celery:
+        pytest.skip("CeleryExecutor only: make test-stack EXECUTOR=celery")
+    fresh_emulator(stack, generation_seconds=30)
+    run_id = stack.trigger("stack_worker_kill")
+
+    def waiting_on_its_worker() -> bool:  # submitted, its id saved, polling from the worker
+        generations = stack.emulator("GET", "ledger")["generations"]
+        return bool(generations) and generations[0]["polls"] >= 1
+
+    stack.wait_for(waiting_on_its_worker, "the task to wait for its generation on a worker", 300)
+    (ti,) = stack.task_instances("stack_worker_kill", run_id)
+    assert ti["state"] == "running"
+    worker = stack.session_of(ti["pid"])
+    assert worker is not None, f"task process {ti['pid']} is in no session the stack started"
+    assert worker.startswith("celery-worker-")
+    killed = stack.kill_session(worker)  # SIGKILL: the worker, its pool and the task process
+    killed_at = time.monotonic()
+    try:
+        seen = watch(stack, "stack_worker_kill", run_id)
+    finally:
+        stack.start_celery_worker(worker)  # back to two workers for what follows
+    figures.update(
+        processes_killed=len(killed),
+        run_end_after_the_kill_seconds=round(time.monotonic() - killed_at, 1),
+        heartbeat_settings="task_instance_heartbeat_timeout=20, detection interval 5",
+    )
+
+    assert seen["state"] == "success"
+    (ti,) = seen["task_instances"]
+    assert ti["try_number"] == 2  # the killed try failed on its missing heartbeat and was retried
+    figures.update(posts=len(posts(stack)), tries=ti["try_number"])
+    if durable_task_state(stack):
+        assert len(posts(stack)) == 1  # the retry waited for the generation the killed try paid for
+    else:
+        assert len(posts(stack)) == 2
+    (clip,) = (stack.output / "stack_worker_kill").glob("*/clip.wav")
+    assert seconds_of(clip) == 2
+
+
+def test_canary_keys_are_only_in_the_encrypted_connection_rows(stack: Stack) -> None:
+    from cryptography.fernet import Fernet
+
+    keys = {"stableaudio_default": stack.state["api_key"]}
+    for dag_id, key in stack.state.get("rate_limit_keys", {}).items():
+        keys[RATE_LIMIT_CASES[dag_id][0]] = key
     leaks = []
     for folder in (stack.logs, stack.airflow_home, stack.output):
         for path in folder.rglob("*"):
-            if path.is_file() and key.encode() in path.read_bytes():
-                leaks.append(str(path))
+            if path.is_file():
+                content = path.read_bytes()
+                leaks += [
+                    f"{path}: {conn_id}'s key" for conn_id, key in keys.items() if key.encode() in content
+                ]
     assert leaks == []
-    assert key not in stack.pg_dump()  # XComs, trigger kwargs, rendered fields, logs tables: nowhere
-    password, encrypted = stack.psql(
-        "select password, is_encrypted from connection where conn_id = 'stableaudio_default'"
-    ).split("|")
-    assert encrypted == "t"
-    from cryptography.fernet import Fernet
-
-    assert Fernet(stack.state["fernet_key"].encode()).decrypt(password.encode()).decode() == key
+    dump = stack.pg_dump()
+    # XComs, trigger kwargs, rendered fields, logs tables: nowhere
+    assert [conn_id for conn_id, key in keys.items() if key in dump] == []
+    for conn_id, key in keys.items():
+        password, encrypted = stack.psql(
+            f"select password, is_encrypted from connection where conn_id = '{conn_id}'"
+        ).split("|")
+        assert encrypted == "t"
+        assert Fernet(stack.state["fernet_key"].encode()).decrypt(password.encode()).decode() == key
 
 
 # The try that a scenario fails on purpose (its download refused): its task log, and its lines that
 # the scheduler's log repeats, hold the provider's error.
-EXPECTED_FAILURES = re.compile(r"dag_id=stack_retry/.*/attempt=1\.log$")
-EXPECTED_FAILURE_LINE = re.compile(r"dag_id=stack_retry\b.*\btry_number=1\b")
+# The same for the try that the Celery scenario kills with its worker.
+EXPECTED_FAILURES = re.compile(r"dag_id=stack_(retry|worker_kill)/.*/attempt=1\.log$")
+EXPECTED_FAILURE_LINE = re.compile(r"dag_id=stack_(retry|worker_kill)\b.*\btry_number=1\b")
 # asyncio's debug mode names the task that held the loop; a trigger's task is named "dag/run/... (ID n)".
 SLOW_CALLBACK = re.compile(r"Executing <Task .*took \d")
 ERROR_LINE = re.compile(r"\[(error|critical)\s*\]|\"level\":\s*\"(error|critical)\"|\bERROR\b|\bCRITICAL\b")
@@ -339,6 +511,7 @@ OURS = re.compile(r"stableaudio|StableAudio|stable_audio|audio_file|XCom not fou
 
 def test_component_logs_hold_no_error_from_the_provider_and_no_blocked_loop(stack: Stack, figures) -> None:
     components = ["api-server", "scheduler", "dag-processor", "triggerer-1", "triggerer-2"]
+    components += [name for name in stack.state["pids"] if name.startswith("celery-worker-")]
     task_logs = [
         p for p in (stack.airflow_home / "logs").rglob("*.log") if not EXPECTED_FAILURES.search(str(p))
     ]
