@@ -386,7 +386,10 @@ def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stac
     prompts = Counter(g["prompt"] for g in ledger["generations"])
     assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
     assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
-    assert max(entry["lockouts"] for entry in per_key.values()) <= 1, figures["keys"]  # per key
+    # The key with a budget stays inside the limit; the key without one learns it from a 429 in each
+    # process that polls it (one lockout each, at most: the two triggerers).
+    assert per_key["stack_rate_limit_budgeted"]["lockouts"] <= 1, figures["keys"]
+    assert max(entry["lockouts"] for entry in per_key.values()) <= 2, figures["keys"]
     # The scenario's own sizing: the limit said no to a key at least once, so the 429s were met.
     assert sum(entry["requests_limited"] for entry in per_key.values()) >= 1, figures["keys"]
 
