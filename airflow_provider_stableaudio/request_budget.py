@@ -29,11 +29,10 @@ START_RATE = 10.0
 SLOW_START_EVERY = 2.0
 # The slowest a budget goes after 429s: one request every five seconds.
 MIN_RATE = 0.2
-# A 429 halves the rate, once per DECREASE_EVERY seconds at most (a limit's window: the last cut
-# shows only after it); while callers wait for slots and nothing is refused, it grows by
-# INCREASE_STEP (or 5 %, the larger) every INCREASE_EVERY seconds.
+# A 429 halves the rate sent (once per pause: the 429s of requests sent before it say nothing new);
+# while callers take most slots and nothing is refused, it grows by INCREASE_STEP (or 5 %, the
+# larger) every INCREASE_EVERY seconds.
 DECREASE = 0.5
-DECREASE_EVERY = 10.0
 INCREASE_EVERY = 5.0
 INCREASE_STEP = 0.5
 # After a 429 the rate it came at (the highest of those lately) is remembered this long, and growth
@@ -180,9 +179,11 @@ class KeyBudget:
             retry_after = self.lockout_seconds
         if retry_after is None:
             retry_after = min(LONGEST_UNKNOWN_PAUSE, FIRST_PAUSE * 2**self._pauses_in_a_row)
+        # Never shorter than the first pause: a "Retry-After: 0" must not turn 429s into a busy loop.
+        retry_after = max(retry_after, FIRST_PAUSE)
         self._pauses_in_a_row += 1
         self.pauses += 1
-        if self._pauses_in_a_row == 1 and now - self._refused_at >= DECREASE_EVERY:
+        if self._pauses_in_a_row == 1:
             # The rate that was refused: what was actually sent over the last window (the budget's
             # own figure may stand far above what its callers asked for).
             first_sent = now if self._first_sent is None else self._first_sent
@@ -193,7 +194,10 @@ class KeyBudget:
             else:  # the highest refused lately: a 429 at a lower rate is another's doing, or chance
                 self._refused_rate = max(self._refused_rate, refused_rate)
             self._refused_at = now
-            self.rate = max(MIN_RATE, min(self.rate, refused_rate) * DECREASE)
+            self.rate = min(
+                self.max_rate if self.max_rate is not None else float("inf"),
+                max(MIN_RATE, min(self.rate, refused_rate) * DECREASE),
+            )
             self._slow_start = False
         self.paused_until = max(self.paused_until, now + retry_after)
         # Resume with one request, then spread out: no saved-up burst.
@@ -229,6 +233,13 @@ class KeyBudget:
             self._recent.popleft()
         return self._recent
 
+    def lower_ceiling(self, max_rate: float) -> None:
+        """Another connection of the key says fewer requests per second: the smaller figure holds."""
+        with self._lock:
+            self.max_rate = max_rate
+            self.rate = min(self.rate, max_rate)
+            self._slow_start = False
+
     def paused_for(self, now: float) -> float:
         """Seconds the key stays paused after a 429 (``0``: it is not)."""
         with self._lock:
@@ -252,7 +263,9 @@ def budget_for(base_url: str, api_key: str, *, max_rate: float | None, service: 
     """
     from urllib.parse import urlsplit
 
-    host = urlsplit(base_url).netloc.lower()
+    parts = urlsplit(base_url)
+    # Host and port only: a Base URL's user:password@ never reaches the budget's name (or a log).
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     fingerprint = key_fingerprint(api_key)
     rate = max_rate if max_rate is not None else service.default_requests_per_second
     with _BUDGETS_LOCK:
@@ -262,8 +275,7 @@ def budget_for(base_url: str, api_key: str, *, max_rate: float | None, service: 
                 label=f"key {fingerprint} at {host}", max_rate=rate, lockout_seconds=service.lockout_seconds
             )
         elif rate is not None and (budget.max_rate is None or rate < budget.max_rate):
-            budget.max_rate = rate
-            budget.rate = min(budget.rate, rate)
+            budget.lower_ceiling(rate)
         return budget
 
 

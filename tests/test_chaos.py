@@ -74,7 +74,7 @@ def download_until_whole(hook: StableAudioHook, url: str, target: Path, size: in
 async def test_chaos_through_the_trigger(emulator, monkeypatch, tmp_path: Path, capsys) -> None:
     set_connection(monkeypatch, host=emulator.base_url, password=API_KEY, extra=json.dumps({"timeout": 0.5}))
     emulator.set_generation_seconds(2)
-    emulator.set_faults(rate_429=0.05, retry_after=1, fault_methods=["POST"], seed=1)
+    emulator.set_faults(rate_429=0.02, retry_after=1, fault_methods=["POST"], seed=1)
     hook = StableAudioHook()
     requests = [
         GenerationRequest.build(prompt=f"chaos {n}", seconds_total=1, steps=10)

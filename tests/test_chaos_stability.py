@@ -170,7 +170,7 @@ def test_stability_chaos_synchronous(emulator, monkeypatch, tmp_path: Path, caps
     """Stable Audio 2.5: the answer is the clip, so only 429 (nothing created) may meet its POSTs."""
     stability_connection(monkeypatch, emulator)
     emulator.set_generation_seconds(0.3)
-    emulator.set_faults(rate_429=0.05, retry_after=1, fault_methods=["POST"], seed=14)
+    emulator.set_faults(rate_429=0.2, retry_after=1, fault_methods=["POST"], seed=14)
     hook = StabilityAudioHook()
     clips = 12
     requests = [

@@ -219,6 +219,9 @@ class StableAudioBaseHook(BaseHook):
         except requests.RequestException as exc:
             budget.unanswered(slot)
             raise self._connection_error(action, exc) from None
+        except BaseException:  # a task timeout, say: the slot (a probe's, perhaps) is freed all the same
+            budget.unanswered(slot)
+            raise
         budget.answered(
             slot,
             time.monotonic(),

@@ -138,6 +138,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
         not_ready_at: float | None = None  # seconds after submission it was last seen unfinished
         failures = 0
         retry_after: float | None = None
+        rate_limited = False  # the last failure was a 429: the key's budget holds the next poll
         while True:
             now = time.time()
             if failures:
@@ -151,7 +152,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 )
                 if delay is None:
                     return self._timeout(last_status, started)
-                due: float | None = now + (0.0 if retry_after is not None else delay)
+                due: float | None = now + (0.0 if rate_limited else delay)
             elif self.submitted_at is None:
                 # A generation of unknown age (a sensor's): it teaches the planner nothing and is
                 # held for no scout; polled every interval.
@@ -167,8 +168,10 @@ class StableAudioGenerationTrigger(BaseTrigger):
                 )
             if due is None:
                 # Held until the group learns something (a scout finished or left), or the deadline.
+                # asyncio.timeout, not wait_for: a cancellation (a triggerer stopping) is never lost.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(plan.changed(group).wait(), timeout=max(0.0, self.end_time - now))
+                    async with asyncio.timeout(max(0.0, self.end_time - now)):
+                        await plan.changed(group).wait()
                 if time.time() < self.end_time:
                     continue
                 due = self.end_time
@@ -177,10 +180,8 @@ class StableAudioGenerationTrigger(BaseTrigger):
             last_poll = time.time()
             try:
                 # Bounded: a pause of the key's budget may outlast the deadline.
-                generation = await asyncio.wait_for(
-                    hook.aget_generation(self.generation_id, priority=due),
-                    timeout=max(0.0, self.end_time - time.time()) + BUDGET_GRACE_SECONDS,
-                )
+                async with asyncio.timeout(max(0.0, self.end_time - time.time()) + BUDGET_GRACE_SECONDS):
+                    generation = await hook.aget_generation(self.generation_id, priority=due)
             except TimeoutError:
                 return self._timeout(last_status, started)
             except (
@@ -193,6 +194,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
             except StableAudioRetryableError as error:
                 failures += 1
                 retry_after = error.retry_after
+                rate_limited = error.status_code == 429
                 self.log.warning(
                     "Polling generation %s failed (%d in a row), retrying: %s",
                     self.generation_id,

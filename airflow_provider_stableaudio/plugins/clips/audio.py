@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 REMOTE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oss", "memory"})
 CHUNK = 256 * 1024
 _HEAD = 16
-_RANGE = re.compile(r"bytes=(?P<start>[0-9]*)-(?P<end>[0-9]*)")
+_RANGE = re.compile(r"bytes=(?P<start>[0-9]{0,18})-(?P<end>[0-9]{0,18})")
 
 
 class ClipUnavailable(Exception):
@@ -67,8 +67,11 @@ class AudioSource:
 
     def seconds(self) -> float | None:
         """Its length, from its header (WAV, MP3), or ``None``."""
-        with self.opener() as file:
-            return measure_seconds(file, self.size, self.content_type)
+        try:
+            with self.opener() as file:
+                return measure_seconds(file, self.size, self.content_type)
+        except OSError:
+            raise ClipUnavailable("The clip's file cannot be read.") from None
 
     def stream(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (inclusive), in chunks."""
@@ -118,8 +121,11 @@ def _local(path: str) -> AudioSource:
         raise ClipUnavailable("The clip's file is gone.") from None
     if not os.path.isfile(path):
         raise ClipUnavailable("The clip's recorded location is not a file.", status=403)
-    with open(path, "rb") as file:
-        head = file.read(_HEAD)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_HEAD)
+    except OSError:  # unreadable by the api-server, or gone since the stat: never a 500 for the listing
+        raise ClipUnavailable("The clip's file cannot be read.") from None
     content_type = sniff(head)
     if content_type is None:
         raise ClipUnavailable("The file at the clip's recorded location is not audio.", status=403)
@@ -129,6 +135,9 @@ def _local(path: str) -> AudioSource:
 def _remote(location: str) -> AudioSource:
     if _scheme(location) not in REMOTE_SCHEMES:
         raise ClipUnavailable("The clip's recorded location is not on object storage.", status=403)
+    if "@" in location.split("://", 1)[1].split("/", 1)[0]:
+        # A connection id in the URI (s3://conn@bucket/key) would read through any connection.
+        raise ClipUnavailable("The clip's recorded location names a connection.", status=403)
     from airflow_provider_stableaudio import storage
 
     try:
@@ -174,7 +183,9 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - count), size - 1
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
+    if last and int(last) < start:
+        return None  # an invalid range is ignored (RFC 9110): the whole file
+    if start >= size:
         raise ClipUnavailable("Range not satisfiable.", status=416)
     return start, end
 
