@@ -102,4 +102,4 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
     # sync path; the 429's 7 s (and the spacing) are waited in the key's queue, where every poll
     # of the key waits.
     assert [seconds for seconds in trigger_clock.sleeps[1:] if seconds] == [2, 4, 2]
-    assert [seconds for seconds in budget_clock.sleeps if seconds >= 1][0] == 7
+    assert next(seconds for seconds in budget_clock.sleeps if seconds >= 1) == 7
