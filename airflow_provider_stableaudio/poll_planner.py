@@ -110,14 +110,14 @@ class PollPlanner:
     ) -> float | None:
         """The time (as ``now``, wall seconds) of the wait's next poll; ``None``: hold it until the
         group changes (:meth:`changed`), as it has seen nothing finish and this wait is no scout."""
+        if last_poll is not None:
+            # Polled already: every interval from now on. (The learned time only places first polls:
+            # the waits that finish last would otherwise push it, and every later poll, late.)
+            return blind_next_poll(last_poll, poll_interval, now)
         earliest = self.earliest(key, poll_interval)
-        due = (
-            now
-            if last_poll is None and earliest is not None
-            else blind_next_poll(last_poll, poll_interval, now)
-        )
         if earliest is not None:
-            return max(due, submitted_at + earliest)
+            return max(now, submitted_at + earliest)
+        due = blind_next_poll(None, poll_interval, now)
         if self.is_scout(key, generation_id):
             return due
         return None
