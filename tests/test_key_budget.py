@@ -20,6 +20,8 @@ from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenera
 from tests.conftest import API_KEY, set_connection
 from tests.fake_clock import fake_clock
 
+pytestmark = pytest.mark.default_budget  # these tests are of the budget itself
+
 
 @pytest.fixture
 def limited(emulator, monkeypatch: pytest.MonkeyPatch):

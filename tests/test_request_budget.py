@@ -16,6 +16,8 @@ from airflow_provider_stableaudio.request_budget import (
 )
 from airflow_provider_stableaudio.services import AIMLAPI, SERVICES, STABILITY
 
+pytestmark = pytest.mark.default_budget  # these tests are of the budget itself
+
 KEY = "sk-budget-secret-0123456789"
 
 
