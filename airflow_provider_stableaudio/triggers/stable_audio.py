@@ -113,6 +113,13 @@ class StableAudioGenerationTrigger(BaseTrigger):
         from airflow_provider_stableaudio.hooks.async_session import shared_client_session
 
         hook = hook_class(self.service)(conn_id=self.conn_id)
+        # The connection is read now, as the triggerer starts each trigger in turn: not when held
+        # waits are released together (Airflow 3.1's supervisor channel breaks under a burst of
+        # concurrent reads: "Response read out of order").
+        try:
+            await hook.aget_settings()
+        except StableAudioConfigError as error:
+            return refusal_event(self.generation_id, error)
         plan = planner()
         group = group_key(self.service, self.model, self.clip_seconds)
         started = time.time()
