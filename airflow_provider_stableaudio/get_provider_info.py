@@ -44,8 +44,8 @@ CONN_FIELDS: dict[str, Any] = {
     "max_requests_per_second": {
         "label": "Most requests per second",
         "description": (
-            "The most API requests per second each Airflow process sends with this key (its "
-            "workers' and its triggerer's, each). Default: none for the AI/ML API (adapts to its "
+            "The most API requests per second each machine sends with this key (its triggerers' "
+            "and task processes' together). Default: none for the AI/ML API (adapts to its "
             "429s); 10 for Stability AI (its limit is 150 per 10 s). See the deployment guide."
         ),
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},

@@ -4,9 +4,10 @@ Every call a process makes with a key (a worker's submit, poll and fetch; a trig
 all its triggers) takes a slot from the same :class:`KeyBudget`, found by :func:`budget_for` from the
 API's host and the key. A service that says no (429) stops every request of that key in the process
 until its lockout ends, and then hears from one request (the probe) before the others resume, at a
-lower rate and spread out. Several processes share a key without talking to each other: each backs
-off on a 429 and creeps back up slowly (additive increase, multiplicative decrease), so that together
-they settle under the key's limit.
+lower rate and spread out. The processes of one machine share the key's turns and pauses through a
+:class:`~.machine_schedule.MachineSchedule` (so the rate is the machine's); machines share a key
+without talking to each other: each backs off on a 429 and creeps back up slowly (additive increase,
+multiplicative decrease), so that together they settle under the key's limit.
 
 No Airflow imports, no clock of its own: callers pass ``now`` (monotonic seconds) and do the waiting,
 so a worker sleeps, the triggerer awaits, and tests drive the time.
@@ -20,7 +21,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from airflow_provider_stableaudio.machine_schedule import MachineSchedule, Turn
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_stableaudio.services import Service
 
 # With no rate configured and none documented, a key starts here and adapts: it doubles every
@@ -75,10 +80,20 @@ class KeyBudget:
         or the service's default); ``None``: no ceiling, the rate adapts from :data:`START_RATE`.
     :param lockout_seconds: how long the service refuses a key after a 429 without ``Retry-After``
         (Stability: 60); ``None``: unknown, paused from :data:`FIRST_PAUSE`, doubling.
+    :param machine: the key's turns and pauses shared with the machine's other processes (``None``:
+        this process on its own).
     """
 
-    def __init__(self, *, label: str, max_rate: float | None, lockout_seconds: float | None) -> None:
+    def __init__(
+        self,
+        *,
+        label: str,
+        max_rate: float | None,
+        lockout_seconds: float | None,
+        machine: MachineSchedule | None = None,
+    ) -> None:
         self.label = label
+        self._machine = machine
         self.max_rate = max_rate
         self.lockout_seconds = lockout_seconds
         self.rate = max_rate if max_rate is not None else START_RATE
@@ -95,6 +110,7 @@ class KeyBudget:
         self._sent_since_grown = 0
         self._refused_rate: float | None = None
         self._refused_at = float("-inf")
+        self._learned_at = float("-inf")  # the machine's latest 429 this budget has learned from
         self.sent = 0
         self.refused = 0
         self._recent: deque[float] = deque()  # send times of the last RATE_WINDOW seconds
@@ -115,6 +131,15 @@ class KeyBudget:
             self._refill(now)
             if self._tokens < 1.0 - _EPSILON:
                 return (1.0 - self._tokens) / self.rate
+            if self._machine is not None:
+                turn = self._machine.turn(now, 1.0 / self.rate)
+                self._learn(turn, now)
+                if turn.wait > 0:
+                    if turn.paused_until > max(now, self.paused_until):
+                        # Another process of the machine met a 429: pause and resume as after one's own.
+                        self._pause(now, turn.paused_until - now, adopted=True)
+                        return self.paused_until - now
+                    return turn.wait
             self._tokens = max(0.0, self._tokens - 1.0)
             self.sent += 1
             self._recent_within(now).append(now)
@@ -126,16 +151,6 @@ class KeyBudget:
                 self._probe_due = False
                 self._probe_sent_at = now
             return Slot(epoch=self.pauses, probe=probe)
-
-    def wait_hint(self, now: float) -> float:
-        """Seconds until a slot may be free (``0``: now), without taking one."""
-        with self._lock:
-            if now < self.paused_until:
-                return self.paused_until - now
-            if self._probe_sent_at is not None and now - self._probe_sent_at < PROBE_PATIENCE:
-                return min(1.0, PROBE_PATIENCE - (now - self._probe_sent_at))
-            self._refill(now)
-            return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.rate
 
     def _refill(self, now: float) -> None:
         if self._filled_at is not None:
@@ -174,32 +189,32 @@ class KeyBudget:
                 self._probe_sent_at = None
                 self._probe_due = True
 
-    def _pause(self, now: float, retry_after: float | None) -> None:
+    def _pause(self, now: float, retry_after: float | None, *, adopted: bool = False) -> None:
+        """Pause after a 429; ``adopted``: another process's pause on the machine, kept as it is
+        (never lengthened, or processes adopting each other's would lengthen it in turn; its rate
+        was learned from the machine's schedule, :meth:`_learn`)."""
         if retry_after is None:
             retry_after = self.lockout_seconds
         if retry_after is None:
             retry_after = min(LONGEST_UNKNOWN_PAUSE, FIRST_PAUSE * 2**self._pauses_in_a_row)
-        # Never shorter than the first pause: a "Retry-After: 0" must not turn 429s into a busy loop.
-        retry_after = max(retry_after, FIRST_PAUSE)
+        if not adopted:
+            # Never shorter than the first pause: "Retry-After: 0" must not turn 429s into a busy loop.
+            retry_after = max(retry_after, FIRST_PAUSE)
         self._pauses_in_a_row += 1
         self.pauses += 1
-        if self._pauses_in_a_row == 1:
+        self.paused_until = max(self.paused_until, now + retry_after)
+        if not adopted and self._pauses_in_a_row == 1:
             # The rate that was refused: what was actually sent over the last window (the budget's
-            # own figure may stand far above what its callers asked for).
+            # own figure may stand far above what its callers asked for), by the whole machine
+            # when its processes share the key's schedule.
             first_sent = now if self._first_sent is None else self._first_sent
             window = min(RATE_WINDOW, max(1.0, now - first_sent))
             refused_rate = len(self._recent_within(now)) / window
-            if self._refused_rate is None or now - self._refused_at >= REFUSED_RATE_MEMORY:
-                self._refused_rate = refused_rate
-            else:  # the highest refused lately: a 429 at a lower rate is another's doing, or chance
-                self._refused_rate = max(self._refused_rate, refused_rate)
-            self._refused_at = now
-            self.rate = min(
-                self.max_rate if self.max_rate is not None else float("inf"),
-                max(MIN_RATE, min(self.rate, refused_rate) * DECREASE),
-            )
-            self._slow_start = False
-        self.paused_until = max(self.paused_until, now + retry_after)
+            if self._machine is not None:
+                refused_rate = max(refused_rate, self._machine.refused(now, self.paused_until))
+            self._refused(now, refused_rate)
+        elif not adopted and self._machine is not None:
+            self._machine.refused(now, self.paused_until)
         # Resume with one request, then spread out: no saved-up burst.
         self._tokens = 1.0
         self._filled_at = self.paused_until
@@ -207,6 +222,28 @@ class KeyBudget:
         self._probe_sent_at = None
         self._grown_at = self.paused_until
         self._sent_since_grown = 0
+
+    def _refused(self, now: float, refused_rate: float) -> None:
+        """Halve from ``refused_rate`` and remember it as a ceiling (the highest lately)."""
+        if self._refused_rate is None or now - self._refused_at >= REFUSED_RATE_MEMORY:
+            self._refused_rate = refused_rate
+        else:  # the highest refused lately: a 429 at a lower rate is another's doing, or chance
+            self._refused_rate = max(self._refused_rate, refused_rate)
+        self._refused_at = now
+        self.rate = min(
+            self.max_rate if self.max_rate is not None else float("inf"),
+            max(MIN_RATE, min(self.rate, refused_rate) * DECREASE),
+        )
+        self._slow_start = False
+
+    def _learn(self, turn: Turn, now: float) -> None:
+        """A 429 on the machine this process has not heard of (any process's, before this one
+        started too): lower the rate from what the machine was sending, as after one's own."""
+        if turn.refused_at <= self._learned_at or now - turn.refused_at >= REFUSED_RATE_MEMORY:
+            return
+        self._learned_at = turn.refused_at
+        if turn.refused_rate > 0:
+            self._refused(turn.refused_at, turn.refused_rate)
 
     def _grow(self, now: float) -> None:
         if self._grown_at is None:
@@ -255,11 +292,20 @@ def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:8]
 
 
-def budget_for(base_url: str, api_key: str, *, max_rate: float | None, service: Service) -> KeyBudget:
+def budget_for(
+    base_url: str,
+    api_key: str,
+    *,
+    max_rate: float | None,
+    service: Service,
+    machine_directory: Callable[[], str | None] = lambda: None,
+) -> KeyBudget:
     """This process's budget for ``api_key`` at ``base_url``'s host, made on first use.
 
     :param max_rate: the connection's ``max_requests_per_second`` (``None``: the service's default).
         Connections of one key that say different figures share the smallest.
+    :param machine_directory: called once, when the budget is made: the folder where the machine's
+        processes share the key's schedule (``None``: not shared).
     """
     from urllib.parse import urlsplit
 
@@ -271,8 +317,17 @@ def budget_for(base_url: str, api_key: str, *, max_rate: float | None, service: 
     with _BUDGETS_LOCK:
         budget = _BUDGETS.get((host, fingerprint))
         if budget is None:
+            directory = machine_directory()
+            machine = None
+            if directory:
+                # A longer fingerprint of host and key: one file per key and host, named one-way.
+                name = hashlib.sha256(f"{host}\0{api_key}".encode()).hexdigest()[:32]
+                machine = MachineSchedule(directory, name)
             budget = _BUDGETS[(host, fingerprint)] = KeyBudget(
-                label=f"key {fingerprint} at {host}", max_rate=rate, lockout_seconds=service.lockout_seconds
+                label=f"key {fingerprint} at {host}",
+                max_rate=rate,
+                lockout_seconds=service.lockout_seconds,
+                machine=machine,
             )
         elif rate is not None and (budget.max_rate is None or rate < budget.max_rate):
             budget.lower_ceiling(rate)

@@ -27,8 +27,8 @@ class ApiSettings:
         ``results_served_once``; Stability AI, unconfirmed): the poll that finds it ready stores it.
     :param max_download_bytes: the most bytes a download reads when the API reports no
         ``file_size`` (extra ``max_download_bytes``, default 4 GiB).
-    :param max_requests_per_second: the most requests per second this process sends with the key
-        (extra ``max_requests_per_second``); ``None``: the service's default.
+    :param max_requests_per_second: the most requests per second this machine's processes send with
+        the key together (extra ``max_requests_per_second``); ``None``: the service's default.
     """
 
     base_url: str

@@ -46,17 +46,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_request_budgets(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test starts with no key paused: a 429 one test provoked never slows the next.
+def _fresh_request_budgets(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Each test starts with no key paused: a 429 one test provoked never slows the next, in this
+    process or (through the machine's shared schedule, a folder of each test's own) in any other.
 
     Tests of other things start a key without a figure (the AI/ML API's) at 1,000 requests a second,
     not 10: the budget's spacing of requests would otherwise add waits of its own to the waits they
     count. Tests marked ``default_budget`` keep the real starting rate.
     """
     from airflow_provider_stableaudio import request_budget
+    from airflow_provider_stableaudio.hooks import base as hook_base
 
     if request.node.get_closest_marker("default_budget") is None:
         monkeypatch.setattr(request_budget, "START_RATE", 1000.0)
+    # Tests change a connection between one trigger and the next: each trigger reads it afresh
+    # (tests/hooks/test_async_settings.py checks the reuse itself).
+    monkeypatch.setattr(hook_base, "SETTINGS_REUSE_SECONDS", 0.0)
+    monkeypatch.setenv("AIRFLOW__STABLEAUDIO__BUDGET_DIR", str(tmp_path_factory.mktemp("budgets") / "shared"))
     request_budget.forget_budgets()
     yield
     request_budget.forget_budgets()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -43,6 +45,12 @@ USER_AGENT = f"airflow-provider-stableaudio/{__version__}"
 # JSON answer is a few hundred bytes, and a longer one is cut here rather than fill the worker's or
 # the triggerer's memory.
 MAX_ANSWER_BYTES = 1024 * 1024
+# Triggers that start together (a fan-out deferring) read their connection once per event loop: a
+# lookup is reused this long, so a changed connection reaches triggers that start after it.
+SETTINGS_REUSE_SECONDS = 30.0
+_LOOP_SETTINGS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], tuple[float, asyncio.Task[ApiSettings]]]
+] = weakref.WeakKeyDictionary()
 _T = TypeVar("_T")
 
 
@@ -96,20 +104,31 @@ class StableAudioBaseHook(BaseHook):
         return settings
 
     async def aget_settings(self) -> ApiSettings:
-        """The connection's settings, looked up once without blocking the event loop."""
+        """The connection's settings, looked up without blocking the event loop; the triggers of one
+        loop that start within :data:`SETTINGS_REUSE_SECONDS` of each other share one lookup."""
         if self._async_settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
-            conn = await get_async_connection(self.conn_id, hook=self)
-            # Not conn.extra_dejson: it masks through a synchronous call to the supervisor, which
-            # blocks the triggerer's loop (and before Airflow 3.3.2 can raise DeadlockImminentError).
-            settings = self._settings_from(conn, await get_async_extra_dejson(conn))
-            await _amask(settings.api_key)
-            self._async_settings = settings
+            loop = asyncio.get_running_loop()
+            shared = _LOOP_SETTINGS.setdefault(loop, {})
+            key = (self.service_name, self.conn_id)
+            entry = shared.get(key)
+            now = time.monotonic()
+            if entry is None or now - entry[0] >= SETTINGS_REUSE_SECONDS or _failed(entry[1]):
+                lookup = loop.create_task(self._look_up_settings())
+                lookup.add_done_callback(_retrieve)
+                entry = shared[key] = (now, lookup)
+            # Shielded: a trigger cancelled while it waits leaves the lookup to the others.
+            self._async_settings = await asyncio.shield(entry[1])
         return self._async_settings
+
+    async def _look_up_settings(self) -> ApiSettings:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.conn_id, hook=self)
+        # Not conn.extra_dejson: it masks through a synchronous call to the supervisor, which
+        # blocks the triggerer's loop (and before Airflow 3.3.2 can raise DeadlockImminentError).
+        settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+        await _amask(settings.api_key)
+        return settings
 
     def _api_headers(self, settings: ApiSettings, *, accept: str = "application/json") -> dict[str, str]:
         return {"Authorization": f"Bearer {settings.api_key}", "User-Agent": USER_AGENT, "Accept": accept}
@@ -133,6 +152,7 @@ class StableAudioBaseHook(BaseHook):
             settings.api_key,
             max_rate=settings.max_requests_per_second,
             service=self.service,
+            machine_directory=machine_budget_directory,
         )
 
     def _take_slot(self, budget: KeyBudget, *, action: str) -> Slot:
@@ -523,6 +543,26 @@ class StableAudioBaseHook(BaseHook):
         )
         self.log.info("Downloaded %d bytes to %s", received, location)
         return location
+
+
+def _failed(lookup: asyncio.Task[ApiSettings]) -> bool:
+    return lookup.done() and (lookup.cancelled() or lookup.exception() is not None)
+
+
+def _retrieve(lookup: asyncio.Task[ApiSettings]) -> None:
+    """Mark a failed lookup's exception as seen (its waiters raise it; none may be left to)."""
+    if not lookup.cancelled():
+        lookup.exception()
+
+
+def machine_budget_directory() -> str | None:
+    """Where a machine's processes share each key's request schedule: ``[stableaudio] budget_dir``
+    (``AIRFLOW__STABLEAUDIO__BUDGET_DIR``; empty: each process keeps its own budget)."""
+    from airflow.configuration import conf
+
+    from airflow_provider_stableaudio.machine_schedule import default_directory
+
+    return conf.get("stableaudio", "budget_dir", fallback=default_directory()) or None
 
 
 def _read_bounded(response: requests.Response, *, action: str) -> None:

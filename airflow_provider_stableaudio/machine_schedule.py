@@ -1,0 +1,206 @@
+"""One key's request schedule shared by every process on one machine, through a small locked file.
+
+A worker's task processes come and go (each submits once and is gone) and a machine runs several of
+them beside one or two triggerers: budgets that each process keeps to itself cannot see each other,
+so a fan-out's submits arrive together, a lockout's end wakes them together, and a new task process
+starts at a rate the key was refused at a minute ago. The processes of a machine that use one key
+therefore keep a few figures in one file, under ``flock``: when the key may send next, until when
+a 429 paused it, the rate the machine was sending at when it was refused and when, and a count of
+the latest turns. Each request first takes its turn there; a 429 anywhere on the machine pauses
+every process, and every process (a new one too) lowers its rate from what the machine sent.
+Several machines still share a key as before: each backs off on its own 429s
+(:mod:`.request_budget`).
+
+Times are ``time.monotonic()`` seconds: one clock for every process of a machine (Linux's
+``CLOCK_MONOTONIC``). A figure further ahead than :data:`HORIZON` is stale (the clock restarted
+with the machine) and is read as none. No Airflow imports; callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import stat
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import ClassVar
+
+log = logging.getLogger(__name__)
+
+# Figures further ahead than this are left from before a restart of the machine's clock.
+HORIZON = 3600.0
+# The rate a 429 refused is what the machine sent over this long before it (a limit's usual window).
+WINDOW = 10.0
+NEVER = float("-inf")
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def default_directory() -> str:
+    """Where the schedules live unless configured: the user's own folder in the temporary one."""
+    return os.path.join(tempfile.gettempdir(), f"airflow-stableaudio-budgets-{os.geteuid()}")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a process learns when it asks for the key's turn.
+
+    :param wait: 0: the turn is taken (the request may go); else the seconds until it may be.
+    :param paused_until: until when a 429 paused the key on this machine (or -inf).
+    :param refused_rate: the machine's requests per second that the latest 429 refused (or 0).
+    :param refused_at: when that 429 came (or -inf).
+    """
+
+    wait: float
+    paused_until: float = NEVER
+    refused_rate: float = 0.0
+    refused_at: float = NEVER
+
+
+class MachineSchedule:
+    """The schedule of one key on this machine (a file named by the key's one-way fingerprint).
+
+    Opened lazily and again after a fork (a lock held through a file shared with the parent
+    would not exclude it). If the folder is not this user's alone, or cannot be made, the schedule
+    is off: the process keeps to its own budget, and says so once.
+
+    :param directory: the folder shared by the machine's processes.
+    :param name: the file's name: a fingerprint of the host and the key, never the key.
+    """
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.path = os.path.join(directory, name)
+        self._directory = directory
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._off = False
+
+    def turn(self, now: float, interval: float) -> Turn:
+        """Take the key's next turn on this machine if it is due.
+
+        :param interval: the seconds the turn keeps the key's next request back (the caller's rate).
+        """
+        fd = self._open()
+        if fd is None:
+            return Turn(0.0)
+        with _Locked(fd):
+            record = self._read(fd, now)
+            due = max(record.next_at, record.paused_until)
+            if due <= now:
+                record.next_at = now + interval
+                record.count_turn(now)
+                os.pwrite(fd, record.pack(), 0)
+            return Turn(max(0.0, due - now), record.paused_until, record.refused_rate, record.refused_at)
+
+    def refused(self, now: float, until: float) -> float:
+        """A 429: every process of the machine holds the key's requests until ``until``.
+
+        :return: the rate the machine was sending at (requests per second over the last
+            :data:`WINDOW` seconds), now the refused rate every process learns from.
+        """
+        fd = self._open()
+        if fd is None:
+            return 0.0
+        with _Locked(fd):
+            record = self._read(fd, now)
+            if now < record.paused_until:
+                return record.refused_rate  # a 429 to a request sent before the pause began
+            record.paused_until = until
+            record.refused_rate = record.sent_rate(now)
+            record.refused_at = now
+            os.pwrite(fd, record.pack(), 0)
+            return record.refused_rate
+
+    def _read(self, fd: int, now: float) -> _Record:
+        data = os.pread(fd, _Record.FORMAT.size, 0)
+        if len(data) != _Record.FORMAT.size:
+            return _Record()
+        record = _Record(*_Record.FORMAT.unpack(data))
+        # A figure further ahead than the horizon is from before the clock restarted.
+        if record.next_at - now > HORIZON or record.paused_until - now > HORIZON or record.refused_at > now:
+            return _Record()
+        return record
+
+    def _open(self) -> int | None:
+        if self._off:
+            return None
+        pid = os.getpid()
+        if self._fd is not None and self._pid == pid:
+            return self._fd
+        if self._fd is not None:  # forked: the parent's descriptor shares its locks; open our own
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.makedirs(self._directory, mode=0o700, exist_ok=True)
+            info = os.lstat(self._directory)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                # Another user's folder (or a link to one) could hold the key back or learn its rate.
+                raise PermissionError(f"{self._directory} is not a folder of this user's alone")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self._off = True
+            with _WARNED_LOCK:
+                if self._directory not in _WARNED:
+                    _WARNED.add(self._directory)
+                    log.warning("The request budget is kept per process, not shared on this machine: %s", exc)
+            return None
+        self._pid = pid
+        return self._fd
+
+
+@dataclass
+class _Record:
+    """The file's figures; turns are counted in two buckets of half a window each."""
+
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<7d")
+
+    next_at: float = NEVER
+    paused_until: float = NEVER
+    refused_rate: float = 0.0
+    refused_at: float = NEVER
+    bucket_start: float = NEVER
+    count: float = 0.0
+    previous_count: float = 0.0
+
+    def pack(self) -> bytes:
+        return self.FORMAT.pack(
+            self.next_at,
+            self.paused_until,
+            self.refused_rate,
+            self.refused_at,
+            self.bucket_start,
+            self.count,
+            self.previous_count,
+        )
+
+    def count_turn(self, now: float) -> None:
+        self._roll(now)
+        self.count += 1
+
+    def sent_rate(self, now: float) -> float:
+        self._roll(now)
+        span = (now - self.bucket_start) + (WINDOW / 2 if self.previous_count else 0.0)
+        return (self.count + self.previous_count) / max(1.0, span)
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self.bucket_start
+        if elapsed >= WINDOW / 2:
+            self.previous_count = self.count if elapsed < WINDOW else 0.0
+            self.bucket_start = now
+            self.count = 0.0
+
+
+class _Locked:
+    """``flock`` held for a read and a write: microseconds, so waiting for it blocks no one long."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
