@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from contextlib import contextmanager
@@ -48,9 +49,11 @@ MAX_ANSWER_BYTES = 1024 * 1024
 # Triggers that start together (a fan-out deferring) read their connection once per event loop: a
 # lookup is reused this long, so a changed connection reaches triggers that start after it.
 SETTINGS_REUSE_SECONDS = 30.0
-_LOOP_SETTINGS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str], tuple[float, asyncio.Task[ApiSettings]]]
-] = weakref.WeakKeyDictionary()
+_SharedSettings = tuple[float, "asyncio.Task[ApiSettings] | ApiSettings"]  # (looked up at, result)
+_SettingsKey = tuple[str, str]  # (service, connection id)
+_LOOP_SETTINGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_SettingsKey, _SharedSettings]] = (
+    weakref.WeakKeyDictionary()
+)
 _T = TypeVar("_T")
 
 
@@ -112,12 +115,13 @@ class StableAudioBaseHook(BaseHook):
             key = (self.service_name, self.conn_id)
             entry = shared.get(key)
             now = time.monotonic()
-            if entry is None or now - entry[0] >= SETTINGS_REUSE_SECONDS or _failed(entry[1]):
+            if entry is None or now - entry[0] >= SETTINGS_REUSE_SECONDS:
                 lookup = loop.create_task(self._look_up_settings())
-                lookup.add_done_callback(_retrieve)
                 entry = shared[key] = (now, lookup)
+                lookup.add_done_callback(functools.partial(_settle, shared, key, entry))
+            found = entry[1]
             # Shielded: a trigger cancelled while it waits leaves the lookup to the others.
-            self._async_settings = await asyncio.shield(entry[1])
+            self._async_settings = found if isinstance(found, ApiSettings) else await asyncio.shield(found)
         return self._async_settings
 
     async def _look_up_settings(self) -> ApiSettings:
@@ -545,14 +549,19 @@ class StableAudioBaseHook(BaseHook):
         return location
 
 
-def _failed(lookup: asyncio.Task[ApiSettings]) -> bool:
-    return lookup.done() and (lookup.cancelled() or lookup.exception() is not None)
-
-
-def _retrieve(lookup: asyncio.Task[ApiSettings]) -> None:
-    """Mark a failed lookup's exception as seen (its waiters raise it; none may be left to)."""
-    if not lookup.cancelled():
-        lookup.exception()
+def _settle(
+    shared: dict[_SettingsKey, _SharedSettings],
+    key: _SettingsKey,
+    entry: _SharedSettings,
+    lookup: asyncio.Task[ApiSettings],
+) -> None:
+    """A lookup ended: keep its settings (not the task: it holds the loop), or forget a failure."""
+    if shared.get(key) is not entry:
+        return
+    if lookup.cancelled() or lookup.exception() is not None:
+        del shared[key]  # its waiters raise the error; the next trigger looks again
+    else:
+        shared[key] = (entry[0], lookup.result())
 
 
 def machine_budget_directory() -> str | None:
