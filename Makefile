@@ -125,6 +125,7 @@ bench: install $(VENV)/.installed-bench
 	$(PY) benchmarks/download.py $(BENCH_ARGS)
 	$(PY) benchmarks/stability_stream.py $(BENCH_ARGS)
 	$(PY) benchmarks/rate_limit.py $(BENCH_ARGS)
+	$(PY) benchmarks/machine_schedule.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .airflow output build dist .pytest_cache .mypy_cache .ruff_cache
