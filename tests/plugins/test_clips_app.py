@@ -64,6 +64,8 @@ def forged_locations(out: Path, target: str) -> dict[str, str]:
         "ssrf_http": f"{target}/latest/meta-data",
         "ssrf_unknown_scheme": "ftp://127.0.0.1/clip.wav",
         "remote_memory": "memory://clips-tests/remote.wav",
+        # The same clip through a connection named in the URI: it would read with any connection.
+        "remote_naming_a_connection": "memory://stableaudio_default@clips-tests/remote.wav",
         "url_only": f"url:{target}/cdn/clip.wav",
         "url_expired": f"url:{target}/cdn/old.wav?Expires={expired}&Signature=abc",
     }
@@ -475,6 +477,7 @@ def test_a_clip_known_by_url_only_plays_from_its_url_and_the_server_never_fetche
         ("file_uri_not_audio", 403),
         ("ssrf_http", 403),
         ("ssrf_unknown_scheme", 403),
+        ("remote_naming_a_connection", 403),
     ],
 )
 def test_a_forged_location_is_never_served(
