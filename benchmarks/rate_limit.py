@@ -73,16 +73,15 @@ from benchmarks.trigger_fanout import (  # noqa: E402
     GENERATE_PATH,
     FanoutRun,
     FanoutSettings,
+    MeasuredChild,
     Target,
     _cpu_seconds,
     _Fanout,
     _percentile,
     _poll_status,
     _raise_nofile,
-    _tail,
     check_run,
     child_env,
-    die_with_parent,
     start_emulator,
     stop_process,
     submit_generations,
@@ -398,23 +397,16 @@ def run_row(row: Row, scenario: Scenario, *, vdir: Path, base_url: str) -> dict[
         "targets_timeout": READY_TIMEOUT,
         "backoff_cap": scenario.backoff_cap,
     }
-    (vdir / "config.json").write_text(json.dumps(config))
-    log_path = vdir / "child.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", str(vdir / "config.json")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_env(vdir, base_url, budget),
-            cwd=ROOT,
-            preexec_fn=die_with_parent,
-        )
+    child = MeasuredChild(
+        str(Path(__file__).resolve()),
+        vdir,
+        config,
+        _env(vdir, base_url, budget),
+        label=_label(row, scenario),
+        ready_timeout=READY_TIMEOUT,
+    )
     try:
-        end = time.monotonic() + READY_TIMEOUT
-        while not (vdir / "ready").exists():
-            if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"the measured process did not get ready:\n{_tail(log_path)}")
-            time.sleep(0.05)
+        child.wait_ready()
         # Submits meet no limit (only the polls are measured); the limit starts afresh after them.
         _admin(
             base_url,
@@ -442,17 +434,10 @@ def run_row(row: Row, scenario: Scenario, *, vdir: Path, base_url: str) -> dict[
                 },
             )
         given = [{**asdict(t), "submitted_at": _wall(created[t.id]["created_at"])} for t in targets]
-        (vdir / "targets.json.tmp").write_text(json.dumps(given))
-        (vdir / "targets.json.tmp").replace(vdir / "targets.json")
-        try:
-            proc.wait(timeout=scenario.deadline + 240)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"the measured process did not finish:\n{_tail(log_path)}") from None
-        if proc.returncode != 0 or not (vdir / "result.json").exists():
-            raise RuntimeError(f"the measured process failed:\n{_tail(log_path)}")
+        child.give_targets(given)
+        result = child.result(scenario.deadline + 240)
     finally:
-        stop_process(proc)
-    result = json.loads((vdir / "result.json").read_text())
+        stop_process(child.proc)
     run = FanoutRun(**{k: v for k, v in result["run"].items() if k != "events"})
     run.events = {k: [(t, status) for t, status in v] for k, v in result["run"]["events"].items()}
     ledger = _admin(base_url, "GET", "ledger")

@@ -559,6 +559,65 @@ def _tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
+class MeasuredChild:
+    """A benchmark's measured subprocess (``script --child config.json``, output in ``child.log``):
+    it says when it is ready, gets its targets in ``targets.json`` and leaves ``result.json``.
+
+    :param label: how errors name the run.
+    :param ready_timeout: seconds it may take to start (import what it measures, warm up).
+    """
+
+    def __init__(
+        self,
+        script: str,
+        vdir: Path,
+        config: dict[str, Any],
+        env: dict[str, str],
+        *,
+        label: str,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.vdir = vdir
+        self.ready_timeout = ready_timeout
+        self.label = label
+        self.log_path = vdir / "child.log"
+        (vdir / "config.json").write_text(json.dumps(config))
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, script, "--child", str(vdir / "config.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                preexec_fn=die_with_parent,
+            )
+
+    def wait_ready(self) -> None:
+        end = time.monotonic() + self.ready_timeout
+        while not (self.vdir / "ready").exists():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise self._failed("did not get ready")
+            time.sleep(0.05)
+
+    def give_targets(self, targets: list[dict[str, Any]]) -> None:
+        tmp = self.vdir / "targets.json.tmp"
+        tmp.write_text(json.dumps(targets))
+        tmp.replace(self.vdir / "targets.json")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Wait for the process to end and read its result (the caller stops it in any case)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise self._failed("did not finish") from None
+        if self.proc.returncode != 0 or not (self.vdir / "result.json").exists():
+            raise self._failed("failed")
+        return json.loads((self.vdir / "result.json").read_text())
+
+    def _failed(self, what: str) -> RuntimeError:
+        return RuntimeError(f"{self.label}: the measured process {what}:\n{_tail(self.log_path)}")
+
+
 def _http(method: str, url: str) -> Any:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     with urllib.request.urlopen(request, timeout=60) as response:  # loopback only
@@ -654,40 +713,22 @@ def run_variant(
         "targets_timeout": READY_TIMEOUT,
         "gc_freeze": gc_freeze,
     }
-    (vdir / "config.json").write_text(json.dumps(config))
-    log_path = vdir / "child.log"
     row: dict[str, Any] = {"variant": variant, "triggers": triggers, "problems": []}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--child", str(vdir / "config.json")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=child_env(vdir.parent / "airflow-home", base_url),
-            cwd=ROOT,
-            preexec_fn=die_with_parent,
-        )
+    child = MeasuredChild(
+        str(Path(__file__).resolve()),
+        vdir,
+        config,
+        child_env(vdir.parent / "airflow-home", base_url),
+        label=variant,
+    )
     try:
-        end = time.monotonic() + READY_TIMEOUT
-        while not (vdir / "ready").exists():
-            if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"{variant}: the measured process did not get ready:\n{_tail(log_path)}")
-            time.sleep(0.05)
+        child.wait_ready()
         _http("POST", base_url + "/_emulator/reset")
         targets = asyncio.run(submit_generations(base_url, API_KEY, triggers))
-        tmp = vdir / "targets.json.tmp"
-        tmp.write_text(json.dumps([asdict(t) for t in targets]))
-        tmp.replace(vdir / "targets.json")
-        try:
-            proc.wait(timeout=settings.deadline_s + 120)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(
-                f"{variant}: the measured process did not finish:\n{_tail(log_path)}"
-            ) from None
-        if proc.returncode != 0 or not (vdir / "result.json").exists():
-            raise RuntimeError(f"{variant}: the measured process failed:\n{_tail(log_path)}")
+        child.give_targets([asdict(t) for t in targets])
+        result = child.result(settings.deadline_s + 120)
     finally:
-        stop_process(proc)
-    result = json.loads((vdir / "result.json").read_text())
+        stop_process(child.proc)
     run = FanoutRun(**{k: v for k, v in result["run"].items() if k != "events"})
     run.events = {k: [(t, status) for t, status in v] for k, v in result["run"]["events"].items()}
     ledger = _http("GET", base_url + "/_emulator/ledger")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_stableaudio.emulator import EmulatorConfig, EmulatorServer, FaultConfig, synthesize_wav
+from airflow_provider_stableaudio.emulator import EmulatorServer, FaultConfig, synthesize_wav
 from airflow_provider_stableaudio.emulator.audio import wav_size
 from airflow_provider_stableaudio.emulator.faults import RATE_NAMES
 
@@ -34,12 +34,6 @@ PATH = "/v2/generate/audio"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BODY = {"model": "stable-audio", "prompt": "calm piano", "seconds_total": 2}
 ENVELOPE_KEYS = {"message", "path", "requestId", "statusCode", "timestamp"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -21,16 +21,10 @@ from airflow_provider_stableaudio.emulator.state import generation_draw
 from tests.emulator.stability_helpers import KEY, RESULTS, get, submit
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 PATH = "/v2/generate/audio"
 BODY = {"model": "stable-audio", "prompt": "calm piano", "seconds_total": 1, "steps": 1}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

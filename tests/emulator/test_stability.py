@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from airflow_provider_stableaudio.emulator import EmulatorConfig, EmulatorServer, synthesize_wav
+from airflow_provider_stableaudio.emulator import EmulatorServer, synthesize_wav
 from tests.emulator.stability_helpers import (
     BALANCE,
     KEY,
@@ -31,15 +31,9 @@ from tests.emulator.stability_helpers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 INPUT = synthesize_wav("last week's clip", 6)  # 44.1 kHz stereo, 6 s: the shortest input allowed
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from airflow_provider_stableaudio.emulator import (
-    EmulatorConfig,
     EmulatorServer,
     VariantConfig,
     synthesize_wav,
@@ -22,7 +21,6 @@ from airflow_provider_stableaudio.emulator import (
 from airflow_provider_stableaudio.emulator.__main__ import _parse_args
 from tests.emulator.stability_helpers import (
     BALANCE,
-    KEY,
     RESULTS,
     SUBMIT,
     SYNC,
@@ -39,19 +37,13 @@ from tests.emulator.stability_helpers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 INPUT = synthesize_wav("input", 6)  # 44.1 kHz stereo 16-bit, 6 s
 MB = 10**6
 # MPEG Layer III frame headers (no CRC, no padding): (header, frame bytes, samples per frame, rate).
 MPEG1_128K = (b"\xff\xfb\x90\x00", 417, 1152, 44100)  # 144 * 128000 // 44100
 MPEG2_64K = (b"\xff\xf3\x80\x00", 208, 576, 22050)  # 72 * 64000 // 22050
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from airflow_provider_stableaudio.emulator import (
-    EmulatorConfig,
     EmulatorServer,
     VariantConfig,
     synthesize_wav,
@@ -43,12 +42,6 @@ if TYPE_CHECKING:
 INPUT = synthesize_wav("input", 6)
 SYNC_BODY = {"prompt": "calm", "duration": 2, "output_format": "wav"}
 WAV_2S = 44 + 2 * 44100 * 4
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

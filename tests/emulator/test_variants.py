@@ -8,20 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_stableaudio.emulator import EmulatorConfig, EmulatorServer, VariantConfig
+from airflow_provider_stableaudio.emulator import EmulatorServer, VariantConfig
 from airflow_provider_stableaudio.emulator.__main__ import _parse_args
-from tests.emulator.test_emulator import KEY, PATH, call
+from tests.emulator.test_emulator import PATH, call
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 BODY = {"model": "stable-audio", "prompt": "a slow cello drone", "seconds_total": 1}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(config=EmulatorConfig(generation_seconds=0, api_keys=frozenset({KEY}))) as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)
