@@ -95,24 +95,24 @@ class MachineSchedule:
                 os.pwrite(fd, record.pack(), 0)
             return Turn(max(0.0, due - now), record.paused_until, record.refused_rate, record.refused_at)
 
-    def refused(self, now: float, until: float) -> float:
+    def refused(self, now: float, until: float) -> tuple[float, float]:
         """A 429: every process of the machine holds the key's requests until ``until``.
 
-        :return: the rate the machine was sending at (requests per second over the last
-            :data:`WINDOW` seconds), now the refused rate every process learns from.
+        :return: ``(refused_rate, refused_at)``: the rate the machine was sending at (requests per
+            second over the last :data:`WINDOW` seconds) when this pause began, which every process
+            learns from, and when that was (``(0, -inf)`` with the schedule off).
         """
         fd = self._open()
         if fd is None:
-            return 0.0
+            return 0.0, NEVER
         with _Locked(fd):
             record = self._read(fd, now)
-            if now < record.paused_until:
-                return record.refused_rate  # a 429 to a request sent before the pause began
-            record.paused_until = until
-            record.refused_rate = record.sent_rate(now)
-            record.refused_at = now
+            if now >= record.paused_until:  # else a 429 to a request sent before the pause began
+                record.refused_rate = record.sent_rate(now)
+                record.refused_at = now
+            record.paused_until = max(record.paused_until, until)
             os.pwrite(fd, record.pack(), 0)
-            return record.refused_rate
+            return record.refused_rate, record.refused_at
 
     def _read(self, fd: int, now: float) -> _Record:
         data = os.pread(fd, _Record.FORMAT.size, 0)
@@ -155,7 +155,7 @@ class MachineSchedule:
 class _Record:
     """The file's figures; turns are counted in two buckets of half a window each."""
 
-    FORMAT: ClassVar[struct.Struct] = struct.Struct("<7d")
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<8d")
 
     next_at: float = NEVER
     paused_until: float = NEVER
@@ -164,6 +164,7 @@ class _Record:
     bucket_start: float = NEVER
     count: float = 0.0
     previous_count: float = 0.0
+    previous_start: float = NEVER
 
     def pack(self) -> bytes:
         return self.FORMAT.pack(
@@ -174,6 +175,7 @@ class _Record:
             self.bucket_start,
             self.count,
             self.previous_count,
+            self.previous_start,
         )
 
     def count_turn(self, now: float) -> None:
@@ -181,14 +183,17 @@ class _Record:
         self.count += 1
 
     def sent_rate(self, now: float) -> float:
+        """Turns per second since the older bucket began (at most a window, at least a second)."""
         self._roll(now)
-        span = (now - self.bucket_start) + (WINDOW / 2 if self.previous_count else 0.0)
-        return (self.count + self.previous_count) / max(1.0, span)
+        start = self.previous_start if self.previous_count else self.bucket_start
+        return (self.count + self.previous_count) / max(1.0, min(WINDOW, now - start))
 
     def _roll(self, now: float) -> None:
         elapsed = now - self.bucket_start
         if elapsed >= WINDOW / 2:
-            self.previous_count = self.count if elapsed < WINDOW else 0.0
+            recent = elapsed < WINDOW
+            self.previous_count = self.count if recent else 0.0
+            self.previous_start = self.bucket_start if recent else NEVER
             self.bucket_start = now
             self.count = 0.0
 

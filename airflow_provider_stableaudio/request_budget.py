@@ -211,10 +211,11 @@ class KeyBudget:
             window = min(RATE_WINDOW, max(1.0, now - first_sent))
             refused_rate = len(self._recent_within(now)) / window
             if self._machine is not None:
-                refused_rate = max(refused_rate, self._machine.refused(now, self.paused_until))
+                machine_rate, self._learned_at = self._machine.refused(now, self.paused_until)
+                refused_rate = max(refused_rate, machine_rate)
             self._refused(now, refused_rate)
         elif not adopted and self._machine is not None:
-            self._machine.refused(now, self.paused_until)
+            _, self._learned_at = self._machine.refused(now, self.paused_until)
         # Resume with one request, then spread out: no saved-up burst.
         self._tokens = 1.0
         self._filled_at = self.paused_until

@@ -39,8 +39,8 @@ def test_a_429_in_one_process_holds_every_process_and_tells_the_rate_the_machine
     first, second = two_processes(tmp_path / "shared")
     for n in range(8):  # both processes, 8 turns in 4 s: 2 a second
         assert (first if n % 2 else second).turn(96.0 + n * 0.5, 0.5).wait == 0
-    assert first.refused(100.0, 110.0) == pytest.approx(2.0)
-    assert first.refused(100.5, 105.0) == pytest.approx(2.0)  # sent before the pause: nothing new
+    assert first.refused(100.0, 110.0) == (pytest.approx(2.0), 100.0)
+    assert first.refused(100.5, 105.0) == (pytest.approx(2.0), 100.0)  # sent before the pause: nothing new
     assert second.turn(101.0, 0.1) == Turn(9.0, 110.0, pytest.approx(2.0), 100.0)
     assert second.turn(110.0, 0.1).wait == 0
 
