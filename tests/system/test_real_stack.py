@@ -282,7 +282,7 @@ def test_fifty_triggers_start_at_once_on_a_connection_with_an_extra(stack: Stack
 # trigger that sleeps out the Retry-After wakes with every other at the lockout's end, and a submit
 # that meets a lockout must wait it out. One connection sets the request budget
 # (`max_requests_per_second` 0.9: the machine's processes together, sharing the key's schedule), the
-# other leaves the provider to find the limit from the 429s: either key may be locked out once.
+# other leaves the provider to find the limit from the 429s.
 RATE_LIMIT = {
     "limit_requests": 6,
     "limit_window_seconds": 5,
@@ -385,8 +385,12 @@ def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stac
     prompts = Counter(g["prompt"] for g in ledger["generations"])
     assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
     assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
-    # A 429 in one process pauses every process of the machine: one lockout at most, budget or not.
-    assert max(entry["lockouts"] for entry in per_key.values()) <= 1, figures["keys"]
+    # A 429 in one process pauses every process of the machine. The key with a budget is locked out
+    # once at most (the bound; none in the runs so far); the key without one learns the
+    # limit from its 429s and creeps back to 90 % of the rate refused, measured over up to 10 s,
+    # which a 5 s window can still refuse: twice at most.
+    assert per_key["stack_rate_limit_budgeted"]["lockouts"] <= 1, figures["keys"]
+    assert per_key["stack_rate_limit_unbudgeted"]["lockouts"] <= 2, figures["keys"]
     # The scenario's own sizing: the limit said no to a key at least once, so the 429s were met.
     assert sum(entry["requests_limited"] for entry in per_key.values()) >= 1, figures["keys"]
 
