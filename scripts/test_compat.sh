@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One Airflow release for `make test-compat`: the whole test suite, then the real-stack tier
+# One Airflow release for `make test-compat`: the whole test suite and, beside it, the real-stack tier
 # (tests/system), on the oldest release that pyproject.toml claims (the `apache-airflow>=X.Y.Z`
 # lower bound) or COMPAT_AIRFLOW_VERSION, in a venv of its own (.venv-compat-X.Y.Z, git-ignored).
 # `make test-compat` runs it for the lower bound and for the newest 3.2 release.
@@ -87,15 +87,34 @@ fi
 "$VENV/bin/python" -m pip list 2>/dev/null \
     | grep -iE '^(apache-airflow|apache-airflow-task-sdk|apache-airflow-providers-common-compat|fastapi|pydantic|aiohttp|requests|pytest) ' || true
 
+# The real-stack tier runs beside the suite (as in `make test`); its output is printed after it.
+tier_pid=""
+if [ "${COMPAT_STACK:-1}" != 0 ]; then
+    mkdir -p build
+    TIER_LOG=build/stack-$INSTALLED.log
+    echo "==> the real-stack tier on apache-airflow $INSTALLED beside the suite (build/stack-$INSTALLED, output in $TIER_LOG)"
+    (
+        tier_start=$SECONDS
+        STACK_AIRFLOW_VERSION=$INSTALLED STACK_UPLOADED_PRIOR_TO=$RELEASED STACK_DIR=build/stack-$INSTALLED \
+            "$VENV/bin/python" -m pytest tests/system -p no:cacheprovider
+        echo "==> the real-stack tier passed on apache-airflow $INSTALLED in $((SECONDS - tier_start)) s"
+    ) >"$TIER_LOG" 2>&1 &
+    tier_pid=$!
+fi
+
 start=$SECONDS
 echo "==> pytest on apache-airflow $INSTALLED"
-"$VENV/bin/python" -m pytest "$@"
-echo "==> the suite passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"
-
-if [ "${COMPAT_STACK:-1}" != 0 ]; then
-    start=$SECONDS
-    echo "==> the real-stack tier on apache-airflow $INSTALLED (build/stack-$INSTALLED)"
-    STACK_AIRFLOW_VERSION=$INSTALLED STACK_UPLOADED_PRIOR_TO=$RELEASED STACK_DIR=build/stack-$INSTALLED \
-        "$VENV/bin/python" -m pytest tests/system -p no:cacheprovider
-    echo "==> the real-stack tier passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"
+suite=0
+"$VENV/bin/python" -m pytest "$@" || suite=$?
+if [ "$suite" = 0 ]; then
+    echo "==> the suite passed on apache-airflow $INSTALLED in $((SECONDS - start)) s"
 fi
+
+tier=0
+if [ -n "$tier_pid" ]; then
+    wait "$tier_pid" || tier=$?
+    echo "==> the real-stack tier on apache-airflow $INSTALLED ($TIER_LOG):"
+    cat "$TIER_LOG"
+fi
+echo "==> apache-airflow $INSTALLED: suite exit $suite, real-stack tier exit $tier"
+[ "$suite" = 0 ] && [ "$tier" = 0 ]
