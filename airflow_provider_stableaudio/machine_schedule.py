@@ -78,10 +78,11 @@ class MachineSchedule:
         self._pid: int | None = None
         self._off = False
 
-    def turn(self, now: float, interval: float) -> Turn:
+    def turn(self, now: float, interval: float, *, saved: float = 0.0) -> Turn:
         """Take the key's next turn on this machine if it is due.
 
         :param interval: the seconds the turn keeps the key's next request back (the caller's rate).
+        :param saved: seconds of turns not taken that may still be taken now (a small burst).
         """
         fd = self._open()
         if fd is None:
@@ -90,7 +91,7 @@ class MachineSchedule:
             record = self._read(fd, now)
             due = max(record.next_at, record.paused_until)
             if due <= now:
-                record.next_at = now + interval
+                record.next_at = max(record.next_at, now - saved) + interval
                 record.count_turn(now)
                 os.pwrite(fd, record.pack(), 0)
             return Turn(max(0.0, due - now), record.paused_until, record.refused_rate, record.refused_at)

@@ -34,6 +34,11 @@ START_RATE = 10.0
 SLOW_START_EVERY = 2.0
 # The slowest a budget goes after 429s: one request every five seconds.
 MIN_RATE = 0.2
+# At most this many seconds of the rate are saved up (never less than one request): below 20 a
+# second, one request at a time; at hundreds a second a handful go in one turn of the event loop,
+# which could not otherwise hand out a slot every few milliseconds. A 10 s window then holds 0.5 %
+# more than the rate at most.
+BURST_SECONDS = 0.05
 # A 429 halves the rate sent (once per pause: the 429s of requests sent before it say nothing new);
 # while callers take most slots and nothing is refused, it grows by INCREASE_STEP (or 5 %, the
 # larger) every INCREASE_EVERY seconds.
@@ -132,7 +137,7 @@ class KeyBudget:
             if self._tokens < 1.0 - _EPSILON:
                 return (1.0 - self._tokens) / self.rate
             if self._machine is not None:
-                turn = self._machine.turn(now, 1.0 / self.rate)
+                turn = self._machine.turn(now, 1.0 / self.rate, saved=(self._capacity() - 1.0) / self.rate)
                 self._learn(turn, now)
                 if turn.wait > 0:
                     if turn.paused_until > max(now, self.paused_until):
@@ -152,11 +157,14 @@ class KeyBudget:
                 self._probe_sent_at = now
             return Slot(epoch=self.pauses, probe=probe)
 
+    def _capacity(self) -> float:
+        return max(1.0, self.rate * BURST_SECONDS)
+
     def _refill(self, now: float) -> None:
         if self._filled_at is not None:
-            # No bursts: at most one request is saved up, so no window of a sliding-window limit
-            # (150 per 10 s) ever sees more than the rate allows.
-            self._tokens = min(1.0, self._tokens + (now - self._filled_at) * self.rate)
+            # No bursts: at most BURST_SECONDS of the rate (one request below 20 a second) is saved
+            # up, so no window of a sliding-window limit (150 per 10 s) sees more than the rate.
+            self._tokens = min(self._capacity(), self._tokens + (now - self._filled_at) * self.rate)
         self._filled_at = now
 
     # -- the answer ---------------------------------------------------------------------------

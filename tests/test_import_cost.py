@@ -49,11 +49,23 @@ def test_dag_facing_modules_import_no_http_client(module: str) -> None:
         "audio_length",
         "stability_result",
         "untrusted_url",
+        "request_budget",
+        "machine_schedule",
+        "poll_planner",
+        "budget_queue",
     ],
 )
 def test_pure_core_imports_nothing_from_airflow(module: str) -> None:
     loaded = modules_after_import(f"import airflow_provider_stableaudio.{module}")
     assert not {m for m in loaded if m == "airflow" or m.startswith("airflow.")}
+
+
+def test_the_triggerer_loads_the_trigger_without_the_hooks() -> None:
+    # The triggerer imports a trigger's module on its event loop: the hooks (the models, the request
+    # budget, requests' exceptions) come later, in a worker thread (the trigger's first run).
+    loaded = modules_after_import("import airflow_provider_stableaudio.triggers.stable_audio")
+    assert not {m for m in loaded if m.startswith("airflow_provider_stableaudio.hooks")}
+    assert "requests" not in loaded
 
 
 def test_operator_and_sensor_never_import_each_other() -> None:

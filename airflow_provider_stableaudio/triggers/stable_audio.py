@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,6 @@ from airflow_provider_stableaudio.exceptions import (
     StableAudioRetryableError,
 )
 from airflow_provider_stableaudio.generation_result import CONTENT_FILTERED, GenerationState
-from airflow_provider_stableaudio.hooks.factory import hook_class
 from airflow_provider_stableaudio.poll_planner import (
     GroupKey,
     PollPlanner,
@@ -41,6 +41,18 @@ if TYPE_CHECKING:
 
 # A poll waiting on the key's budget (paused by a 429) gives up this long after the deadline.
 BUDGET_GRACE_SECONDS = 30.0
+_hook_class: Any = None
+
+
+async def _hook_class_off_the_loop() -> Any:
+    """``hooks.factory.hook_class``, imported in a worker thread the first time: the triggerer
+    imports this module on its event loop, and the hooks (``requests``' exceptions, the models, the
+    request budget) would add some 35 ms there."""
+    global _hook_class
+    if _hook_class is None:
+        factory = "airflow_provider_stableaudio.hooks.factory"
+        _hook_class = (await asyncio.to_thread(importlib.import_module, factory)).hook_class
+    return _hook_class
 
 
 class StableAudioGenerationTrigger(BaseTrigger):
@@ -112,7 +124,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
         """Poll until the generation ends or the deadline passes; return the one event payload."""
         from airflow_provider_stableaudio.hooks.async_session import shared_client_session
 
-        hook = hook_class(self.service)(conn_id=self.conn_id)
+        hook = (await _hook_class_off_the_loop())(self.service)(conn_id=self.conn_id)
         # The connection is read now, as the triggerer starts each trigger in turn: not when held
         # waits are released together (Airflow 3.1's supervisor channel breaks under a burst of
         # concurrent reads: "Response read out of order").

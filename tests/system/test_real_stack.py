@@ -95,7 +95,8 @@ def watch(stack: Stack, dag_id: str, run_id: str, *, timeout: float = 600) -> di
         state = stack.run_state(dag_id, run_id)
         if state in ("success", "failed"):
             seen["state"] = state
-            seen["task_instances"] = tis
+            # Read again: the run may have ended after the read above (a task then still running).
+            seen["task_instances"] = stack.task_instances(dag_id, run_id)
             return seen
         time.sleep(0.5)
     raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout}s; logs in {stack.logs}")
