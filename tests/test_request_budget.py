@@ -74,6 +74,17 @@ def test_no_window_ever_holds_more_requests_than_the_rate_allows(rate: float) ->
     assert len(sent) >= rate * 60 - 1  # and the budget is used
 
 
+@pytest.mark.parametrize(("rate", "at_once"), [(400.0, 20), (10.0, 1)])
+def test_at_hundreds_a_second_a_few_requests_go_in_one_turn_of_the_loop(rate: float, at_once: int) -> None:
+    """A loop cannot hand out a slot every 2.5 ms one at a time: 50 ms of the rate may go together."""
+    keyed = budget(max_rate=rate)
+    assert isinstance(keyed.take(0.0), Slot)
+    granted = 0
+    while isinstance(keyed.take(1.0), Slot):
+        granted += 1
+    assert granted == at_once
+
+
 def test_a_429_pauses_every_request_of_the_key_for_the_services_lockout() -> None:
     stability = budget(lockout=60)
     slot = stability.take(0.0)
@@ -169,10 +180,11 @@ def test_without_a_figure_the_rate_doubles_while_used_until_a_429_then_creeps() 
     start = keyed.rate
     send_all(keyed, 0.0, 7.0)
     assert keyed.rate == 8 * start  # doubled every 2 s while every slot was taken
-    slot = keyed.take(7.0)
+    now = 7.0 + 1.0 / keyed.rate  # the next slot's time
+    slot = keyed.take(now)
     assert isinstance(slot, Slot)
-    sent_rate = len(send_all(keyed, 0.0, 0.0)) or keyed.sent / 7.0
-    keyed.answered(slot, 7.0, limited=True)
+    sent_rate = keyed.sent / 7.0
+    keyed.answered(slot, now, limited=True)
     # Halved from what was sent over the last window, not from the budget's own figure.
     assert keyed.rate == pytest.approx(sent_rate / 2, rel=0.05)
     halved = keyed.rate
