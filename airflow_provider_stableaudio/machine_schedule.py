@@ -35,6 +35,7 @@ HORIZON = 3600.0
 # The rate a 429 refused is what the machine sent over this long before it (a limit's usual window).
 WINDOW = 10.0
 NEVER = float("-inf")
+_EPSILON = 1e-6
 _WARNED: set[str] = set()
 _WARNED_LOCK = threading.Lock()
 
@@ -90,11 +91,14 @@ class MachineSchedule:
         with _Locked(fd):
             record = self._read(fd, now)
             due = max(record.next_at, record.paused_until)
-            if due <= now:
+            # A hair early is due: a caller that waited exactly ``due - now`` may land a rounding
+            # error short of ``due`` (and a clock at a million seconds would never get past it).
+            if due <= now + _EPSILON:
                 record.next_at = max(record.next_at, now - saved) + interval
                 record.count_turn(now)
                 os.pwrite(fd, record.pack(), 0)
-            return Turn(max(0.0, due - now), record.paused_until, record.refused_rate, record.refused_at)
+                return Turn(0.0, record.paused_until, record.refused_rate, record.refused_at)
+            return Turn(due - now, record.paused_until, record.refused_rate, record.refused_at)
 
     def refused(self, now: float, until: float) -> tuple[float, float]:
         """A 429: every process of the machine holds the key's requests until ``until``.

@@ -84,10 +84,14 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
         trigger_clock.sleep(seconds)
 
     async def until_changed(self: object, timeout: float) -> None:
-        budget_clock.sleep(timeout)
+        # At least a millisecond, as a real loop's timer: a clock at a million seconds does not
+        # move for the rounding-error waits a token bucket may ask for.
+        budget_clock.sleep(max(timeout, 0.001))
 
     monkeypatch.setattr(
-        trigger_module, "asyncio", types.SimpleNamespace(sleep=sleep, timeout=asyncio.timeout)
+        trigger_module,
+        "asyncio",
+        types.SimpleNamespace(sleep=sleep, timeout=asyncio.timeout, to_thread=asyncio.to_thread),
     )
     monkeypatch.setattr(budget_queue.BudgetQueue, "_until_changed", until_changed)
     trigger = StableAudioGenerationTrigger(
