@@ -160,7 +160,16 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., LoopbackSer
         server = LoopbackServer(behaviour)
         servers.append(server)
         conn_type = "stability" if conn_id == "stability_default" else "stableaudio"
-        set_connection(monkeypatch, conn_id, conn_type=conn_type, host=server.url, password=API_KEY)
+        # A budget far above the retries' pace: the only waits these tests count are the backoffs
+        # (Stability's default of 10 a second would add a wait after any backoff under 0.1 s).
+        set_connection(
+            monkeypatch,
+            conn_id,
+            conn_type=conn_type,
+            host=server.url,
+            password=API_KEY,
+            extra={"max_requests_per_second": 1000},
+        )
         return server
 
     yield start
