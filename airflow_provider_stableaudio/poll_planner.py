@@ -4,13 +4,15 @@ Generations of one model and clip length take about as long as each other. The p
 waits of one loop (a triggerer's) that way and learns, from the ones that finished, how soon a new
 one can be done: a wait polls first then, and every ``poll_interval`` after. A group that has seen
 nothing finish yet sends a few scouts (about the square root of its waits, the oldest first) at
-every interval; the others hold their polls until a scout comes back finished or leaves. So the key's
-budget goes to the polls that can find something, and a clip costs about one poll more than nothing.
+every interval; the others hold their polls until a scout comes back finished or they become scouts
+themselves (the group grew, or a scout left). So the key's budget goes to the polls that can find
+something, and a clip costs about one poll more than nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import weakref
@@ -40,7 +42,9 @@ class _Group:
     # (elapsed at the last "not ready" poll or None, elapsed at the poll that found it finished)
     finished: deque[tuple[float | None, float]] = field(default_factory=lambda: deque(maxlen=REMEMBERED))
     live: dict[str, None] = field(default_factory=dict)  # waits, in the order they joined
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Waits holding their polls, each woken on its own: all when the group learns something, one
+    # when it becomes a scout (waking all on every join would cost the square of the waits).
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
 
 
 class PollPlanner:
@@ -50,7 +54,11 @@ class PollPlanner:
         self._groups: dict[GroupKey, _Group] = {}
 
     def join(self, key: GroupKey, generation_id: str) -> None:
-        self._groups.setdefault(key, _Group()).live[generation_id] = None
+        """A wait begins. Waits join one by one as the triggerer starts them, so the group's scouts
+        grow in number as it does: a held wait that becomes one is woken."""
+        group = self._groups.setdefault(key, _Group())
+        group.live[generation_id] = None
+        self._promote(group)
 
     def leave(self, key: GroupKey, generation_id: str) -> None:
         """The wait ended (finished, failed, timed out, cancelled): a scout's place goes to the next."""
@@ -58,7 +66,8 @@ class PollPlanner:
         if group is None:
             return
         group.live.pop(generation_id, None)
-        self._wake(group)
+        group.held.pop(generation_id, None)
+        self._promote(group)
         if not group.live and not group.finished:
             del self._groups[key]
 
@@ -67,7 +76,9 @@ class PollPlanner:
         having last seen it unfinished ``not_ready_at`` seconds after (``None``: never)."""
         group = self._groups.setdefault(key, _Group())
         group.finished.append((not_ready_at, ready_at))
-        self._wake(group)
+        for event in group.held.values():  # every held wait now knows when to poll
+            event.set()
+        group.held.clear()
 
     def earliest(self, key: GroupKey, poll_interval: float) -> float | None:
         """Seconds after submission a generation of ``key`` may first be done; ``None``: not known yet.
@@ -88,15 +99,9 @@ class PollPlanner:
         """Whether the wait polls while its group has seen nothing finish: one of the oldest
         ``ceil(sqrt(n))`` of the group's ``n`` waits."""
         group = self._groups.get(key)
-        if group is None:
-            return True
-        scouts = math.ceil(math.sqrt(len(group.live)))
-        for rank, live_id in enumerate(group.live):
-            if rank >= scouts:
-                return False
-            if live_id == generation_id:
-                return True
-        return True  # not joined: polls as a wait of its own
+        if group is None or generation_id not in group.live:
+            return True  # not joined: polls as a wait of its own
+        return generation_id in self._scouts(group)
 
     def next_poll(
         self,
@@ -108,8 +113,8 @@ class PollPlanner:
         poll_interval: float,
         now: float,
     ) -> float | None:
-        """The time (as ``now``, wall seconds) of the wait's next poll; ``None``: hold it until the
-        group changes (:meth:`changed`), as it has seen nothing finish and this wait is no scout."""
+        """The time (as ``now``, wall seconds) of the wait's next poll; ``None``: hold it until
+        :meth:`held` says to look again, as its group has seen nothing finish and it is no scout."""
         if last_poll is not None:
             # Polled already: every interval from now on. (The learned time only places first polls:
             # the waits that finish last would otherwise push it, and every later poll, late.)
@@ -122,14 +127,26 @@ class PollPlanner:
             return due
         return None
 
-    def changed(self, key: GroupKey) -> asyncio.Event:
-        """Set when the group learns something or a wait leaves it (a held wait looks again)."""
-        return self._groups.setdefault(key, _Group()).changed
+    def held(self, key: GroupKey, generation_id: str) -> asyncio.Event:
+        """Set when the held wait should look again: its group saw a wait finish, or it became a
+        scout. (Its own: the others are not woken for it.)"""
+        group = self._groups.setdefault(key, _Group())
+        event = group.held.get(generation_id)
+        if event is None:
+            event = group.held[generation_id] = asyncio.Event()
+        return event
 
     @staticmethod
-    def _wake(group: _Group) -> None:
-        group.changed.set()
-        group.changed = asyncio.Event()
+    def _scouts(group: _Group) -> list[str]:
+        """The group's oldest ``ceil(sqrt(n))`` waits."""
+        return list(itertools.islice(group.live, math.ceil(math.sqrt(len(group.live)))))
+
+    def _promote(self, group: _Group) -> None:
+        if group.held:
+            for generation_id in self._scouts(group):
+                event = group.held.pop(generation_id, None)
+                if event is not None:
+                    event.set()
 
 
 def blind_next_poll(last_poll: float | None, poll_interval: float, now: float) -> float:

@@ -34,19 +34,34 @@ def test_a_group_that_saw_nothing_finish_polls_only_through_its_oldest_few() -> 
 def test_a_scout_that_leaves_hands_its_place_to_the_next_wait() -> None:
     planner = planner_with(9)
     assert first_polls(planner, 9)[3] is None
-    changed = planner.changed(GROUP)
-    planner.leave(GROUP, "g0")
-    assert changed.is_set()  # held waits look again
+    held, other = planner.held(GROUP, "g3"), planner.held(GROUP, "g4")
+    planner.leave(GROUP, "g0")  # 8 waits: 3 scouts, g1 to g3
+    assert held.is_set()  # it looks again
+    assert not other.is_set()  # still no scout: left alone
     assert first_polls(planner, 9)[3] is not None
+
+
+def test_a_held_wait_becomes_a_scout_as_waits_join_after_it() -> None:
+    # The triggerer starts waits one by one: the third to join is held (3 waits, 2 scouts), and
+    # becomes a scout when the fifth joins (3 scouts); the fourth stays held.
+    planner = PollPlanner()
+    for n in range(4):
+        planner.join(GROUP, f"g{n}")
+    assert first_polls(planner, 4)[2:] == [None, None]
+    third, fourth = planner.held(GROUP, "g2"), planner.held(GROUP, "g3")
+    planner.join(GROUP, "g4")
+    assert third.is_set()
+    assert not fourth.is_set()
+    assert first_polls(planner, 3)[2] is not None
 
 
 def test_once_waits_finished_no_wait_polls_before_the_earliest_time_seen() -> None:
     planner = planner_with(100)
-    changed = planner.changed(GROUP)
+    held = planner.held(GROUP, "g50")
     # Scouts seen unfinished at 20.1 s and finished at 22 s; another at 24.5 s then 26 s.
     planner.finished(GROUP, not_ready_at=20.1, ready_at=22.0)
     planner.finished(GROUP, not_ready_at=24.5, ready_at=26.0)
-    assert changed.is_set()
+    assert held.is_set()  # held waits look again
     assert planner.earliest(GROUP, poll_interval=2) == pytest.approx(20.1)
     polls = first_polls(planner, 100, now=23.0)
     assert all(when == 23.0 for when in polls)  # every wait, at once: they are due

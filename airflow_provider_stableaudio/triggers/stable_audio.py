@@ -186,11 +186,12 @@ class StableAudioGenerationTrigger(BaseTrigger):
                     now=now,
                 )
             if due is None:
-                # Held until the group learns something (a scout finished or left), or the deadline.
+                # Held until the group learns something (a wait finished), this wait becomes a
+                # scout, or the deadline.
                 # asyncio.timeout, not wait_for: a cancellation (a triggerer stopping) is never lost.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, self.end_time - now)):
-                        await plan.changed(group).wait()
+                        await plan.held(group, self.generation_id).wait()
                 if time.time() < self.end_time:
                     continue
                 due = self.end_time
