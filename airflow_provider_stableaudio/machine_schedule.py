@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 HORIZON = 3600.0
 # The rate a 429 refused is what the machine sent over this long before it (a limit's usual window).
 WINDOW = 10.0
+# A rate refused is remembered this long: growth stops below it, and a lower one refused meanwhile
+# does not replace it.
+REFUSED_RATE_MEMORY = 600.0
 NEVER = float("-inf")
 _EPSILON = 1e-6
 _WARNED: set[str] = set()
@@ -103,9 +106,10 @@ class MachineSchedule:
     def refused(self, now: float, until: float) -> tuple[float, float]:
         """A 429: every process of the machine holds the key's requests until ``until``.
 
-        :return: ``(refused_rate, refused_at)``: the rate the machine was sending at (requests per
-            second over the last :data:`WINDOW` seconds) when this pause began, which every process
-            learns from, and when that was (``(0, -inf)`` with the schedule off).
+        :return: ``(refused_rate, refused_at)``: the highest rate the machine was sending at
+            (requests per second over the last :data:`WINDOW` seconds) when a 429 paused it in the
+            last :data:`REFUSED_RATE_MEMORY` seconds, which every process learns from, and when that
+            was (``(0, -inf)`` with the schedule off).
         """
         fd = self._open()
         if fd is None:
@@ -113,8 +117,13 @@ class MachineSchedule:
         with _Locked(fd):
             record = self._read(fd, now)
             if now >= record.paused_until:  # else a 429 to a request sent before the pause began
-                record.refused_rate = record.sent_rate(now)
-                record.refused_at = now
+                rate = record.sent_rate(now)
+                # The highest rate refused lately stands: the probe refused as a pause ends was
+                # sent almost alone, and a process starting later would learn to crawl from it.
+                # Only a higher rate is news (every process learns each news once).
+                if rate > record.refused_rate or now - record.refused_at >= REFUSED_RATE_MEMORY:
+                    record.refused_rate = rate
+                    record.refused_at = now
             record.paused_until = max(record.paused_until, until)
             os.pwrite(fd, record.pack(), 0)
             return record.refused_rate, record.refused_at

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_provider_stableaudio.machine_schedule import MachineSchedule, Turn
+from airflow_provider_stableaudio.machine_schedule import REFUSED_RATE_MEMORY, MachineSchedule, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,9 +45,9 @@ BURST_SECONDS = 0.05
 DECREASE = 0.5
 INCREASE_EVERY = 5.0
 INCREASE_STEP = 0.5
-# After a 429 the rate it came at (the highest of those lately) is remembered this long, and growth
-# stops below 90 % of it: a sliding-window limit refuses again as soon as that rate comes back.
-REFUSED_RATE_MEMORY = 600.0
+# After a 429 the rate it came at (the highest of those lately) is remembered REFUSED_RATE_MEMORY
+# seconds, and growth stops below 90 % of it: a sliding-window limit refuses again as soon as that
+# rate comes back.
 # The rate refused by a 429 is what was sent over this long before it: a limit's usual window.
 RATE_WINDOW = 10.0
 # A 429 with no Retry-After from a service that documents no lockout: pauses from 1 s, doubled

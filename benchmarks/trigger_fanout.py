@@ -653,11 +653,14 @@ def start_emulator(work: Path, seconds: float) -> tuple[subprocess.Popen[Any], s
 
 
 def child_env(airflow_home: Path, base_url: str) -> dict[str, str]:
-    """The environment of a measured subprocess: a throwaway AIRFLOW_HOME and the two connections."""
+    """The environment of a measured subprocess: a throwaway AIRFLOW_HOME, the two connections, and
+    a request-budget folder of its own (a row must not learn from the previous row's 429s)."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     port = urlsplit(base_url).port
+    airflow_home.parent.mkdir(parents=True, exist_ok=True)
     env.update(
         AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__STABLEAUDIO__BUDGET_DIR=tempfile.mkdtemp(prefix="budgets-", dir=airflow_home.parent),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
         NO_PROXY="127.0.0.1,localhost",

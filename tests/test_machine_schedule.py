@@ -45,6 +45,21 @@ def test_a_429_in_one_process_holds_every_process_and_tells_the_rate_the_machine
     assert second.turn(110.0, 0.1).wait == 0
 
 
+def test_a_probe_refused_as_a_pause_ends_leaves_the_rate_the_key_was_refused_at(tmp_path: Path) -> None:
+    # 150 turns in 10 s, refused; the pause ends 16 s later; the one probe is refused again. A process that
+    # starts then learns 15 a second, not the 1 a second the probe went at. (It learned 1 and
+    # crawled at half a request a second: a benchmark row took 364 s for 300 clips of 20-40 s.)
+    first, second = two_processes(tmp_path / "shared")
+    for n in range(150):
+        assert first.turn(90.0 + n / 15, 1 / 15).wait == 0
+    assert first.refused(100.0, 116.0) == (pytest.approx(15.0, rel=0.05), 100.0)
+    assert first.turn(116.0, 1 / 15).wait == 0
+    assert first.refused(116.1, 148.1) == (pytest.approx(15.0, rel=0.05), 100.0)
+    later = KeyBudget(label="a task process", max_rate=None, lockout_seconds=None, machine=second)
+    assert isinstance(later.take(148.2), Slot)
+    assert later.rate == pytest.approx(7.5, rel=0.05)  # halved once from 15
+
+
 def test_figures_from_before_the_clock_restarted_are_ignored(tmp_path: Path) -> None:
     first, second = two_processes(tmp_path / "shared")
     first.refused(100.0, 100.0 + HORIZON + 1)
