@@ -253,3 +253,32 @@ def test_a_submit_that_cannot_reach_its_proxy_is_retried_then_fails_saying_nothi
     assert "pay twice" not in str(caught.value)
     assert len(clock.sleeps) == 2  # retried with backoff
     assert emulator.ledger()["requests"] == []
+
+
+def test_the_proxy_is_looked_up_once_for_many_polls_and_again_when_the_environment_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_stableaudio.hooks import async_session
+
+    lookups: list[str] = []
+    environ_proxy = async_session._environ_proxy
+
+    def counted(url: str) -> str | None:
+        lookups.append(url)
+        return environ_proxy(url)
+
+    monkeypatch.setattr(async_session, "_environ_proxy", counted)
+    monkeypatch.setattr(async_session, "_PROXIES", {})
+    proxy_environment(monkeypatch, https_proxy="http://proxy.corp:3128")
+
+    async def polls() -> list[str | None]:
+        return [
+            await proxy_for(f"https://api.aimlapi.com/v2/generate/audio?generation_id=g{n}")
+            for n in range(50)
+        ]
+
+    assert set(asyncio.run(polls())) == {"http://proxy.corp:3128"}
+    assert len(lookups) == 1  # one lookup (and thread hop) for the host, not one per poll
+    proxy_environment(monkeypatch, https_proxy="http://proxy.corp:3128", no_proxy=".aimlapi.com")
+    assert asyncio.run(polls()) == [None] * 50
+    assert len(lookups) == 2

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import time
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,8 +57,33 @@ async def proxy_for(url: str) -> str | None:
     ``~/.netrc`` too: a login there for the API's host (or a ``default`` one) makes every poll
     raise, the key being in the ``Authorization`` header already. In a thread: the first call
     imports requests, and outside Linux the lookup may read the system's proxy settings.
+
+    The answer is reused for :data:`PROXY_REUSE_SECONDS` per scheme, host and port while those
+    variables stay as they were: requests' lookup costs about 130 us of CPU, and the thread hop
+    more, on every poll of every trigger.
     """
-    return await asyncio.to_thread(_environ_proxy, url)
+    parts = urlsplit(url)
+    key = (parts.scheme, parts.hostname, parts.port, tuple(map(os.environ.get, _PROXY_VARIABLES)))
+    now = time.monotonic()
+    known = _PROXIES.get(key)
+    if known is not None and now - known[0] < PROXY_REUSE_SECONDS:
+        return known[1]
+    proxy = await asyncio.to_thread(_environ_proxy, url)
+    if len(_PROXIES) >= 256:  # hosts times settings seen: a handful; never unbounded
+        _PROXIES.clear()
+    _PROXIES[key] = (now, proxy)
+    return proxy
+
+
+# What requests' choice of a proxy for an http(s) URL reads from the environment (REQUEST_METHOD:
+# under CGI, HTTP_PROXY is ignored).
+_PROXY_VARIABLES = (
+    "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY",
+    "no_proxy", "NO_PROXY", "REQUEST_METHOD",
+)  # fmt: skip
+# Outside Linux the system's proxy settings count too: they reach triggers within this long.
+PROXY_REUSE_SECONDS = 30.0
+_PROXIES: dict[tuple[object, ...], tuple[float, str | None]] = {}
 
 
 def _environ_proxy(url: str) -> str | None:
