@@ -10,7 +10,6 @@ No Airflow imports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -29,11 +28,16 @@ class BudgetQueue:
         self.budget = budget
         self._waiters: list[tuple[float, int, asyncio.Future[Slot]]] = []
         self._order = itertools.count()
-        self._changed = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._sleep: asyncio.Future[None] | None = None  # the dispatcher's, while it sleeps
 
     async def take(self, priority: float) -> Slot:
         """Wait for a slot; lower ``priority`` first (ties: first come). Cancelled, it takes none."""
+        if not self._waiters:
+            # Nobody waits: a slot free now goes without the dispatcher's two turns of the loop.
+            granted = self.budget.take(time.monotonic())
+            if isinstance(granted, Slot):
+                return granted
         future: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
         if self._dispatcher is None or self._dispatcher.done():
@@ -46,14 +50,18 @@ class BudgetQueue:
             raise
 
     def answered(self, slot: Slot, *, limited: bool, retry_after: float | None) -> float:
-        """Record an answer (see :meth:`KeyBudget.answered`) and let the dispatcher look again."""
+        """Record an answer (see :meth:`KeyBudget.answered`); the dispatcher looks again when it
+        changed the budget (a probe's answer, a 429, a higher rate), not after every answer."""
+        rate = self.budget.rate
         paused = self.budget.answered(slot, time.monotonic(), limited=limited, retry_after=retry_after)
-        self._changed.set()
+        if slot.probe or limited or self.budget.rate > rate:
+            self._wake()
         return paused
 
     def unanswered(self, slot: Slot) -> None:
         self.budget.unanswered(slot)
-        self._changed.set()
+        if slot.probe:
+            self._wake()
 
     async def _dispatch(self) -> None:
         while self._waiters:
@@ -67,10 +75,20 @@ class BudgetQueue:
             await self._until_changed(granted)
 
     async def _until_changed(self, timeout: float) -> None:
-        """Sleep ``timeout`` seconds, or less if an answer changes the budget (a probe's, say)."""
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+        """Sleep ``timeout`` seconds, or less if an answer changes the budget (a probe's, say).
+        A future and a timer: no task per sleep, as ``wait_for`` would make."""
+        loop = asyncio.get_running_loop()
+        self._sleep = loop.create_future()
+        timer = loop.call_later(timeout, self._wake)
+        try:
+            await self._sleep
+        finally:
+            timer.cancel()
+            self._sleep = None
+
+    def _wake(self) -> None:
+        if self._sleep is not None and not self._sleep.done():
+            self._sleep.set_result(None)
 
 
 _QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, BudgetQueue]] = (

@@ -79,6 +79,7 @@ class StableAudioBaseHook(BaseHook):
         self.conn_id = conn_id or self.service.default_conn_id
         self.max_retries = max_retries
         self._async_settings: ApiSettings | None = None
+        self._budget: tuple[ApiSettings, KeyBudget] | None = None  # the last settings' budget
         # When the current call gives up (monotonic): waiting for the key's budget never runs past it.
         self._deadline: float | None = None
 
@@ -150,14 +151,19 @@ class StableAudioBaseHook(BaseHook):
     # -- the key's request budget --------------------------------------------------------------
 
     def key_budget(self, settings: ApiSettings) -> KeyBudget:
-        """This process's request budget for the connection's key (see :mod:`.request_budget`)."""
-        return budget_for(
+        """This process's request budget for the connection's key (see :mod:`.request_budget`);
+        kept for the settings it was found for (a trigger asks on every poll)."""
+        if self._budget is not None and self._budget[0] is settings:
+            return self._budget[1]
+        budget = budget_for(
             settings.base_url,
             settings.api_key,
             max_rate=settings.max_requests_per_second,
             service=self.service,
             machine_directory=machine_budget_directory,
         )
+        self._budget = (settings, budget)
+        return budget
 
     def _take_slot(self, budget: KeyBudget, *, action: str) -> Slot:
         """Wait for the key's budget to let a request go (a 429 paused it: till the pause ends).
