@@ -3,8 +3,8 @@
 Hundreds of real :class:`StableAudioGenerationTrigger` waits run on one event loop whose clock jumps
 to the next timer (:mod:`tests.virtual_time`), with the real poll planner, budget queue and key
 budget. Only the hook is a stand-in: it takes its slot from the key's budget queue, as the real
-hook's ``_aget`` does, and answers from a table of when each generation is ready, holding the key to
-a sliding-window limit as Stability documents it. So a minute of the scenario runs in a fraction of a
+hook's ``_aget`` does, and answers from a table of when each generation is ready, behind the
+emulator's limiter set as Stability documents its limit. So a minute of the scenario runs in a fraction of a
 second, and what the figures measure is the schedule, never the machine. (``benchmarks/rate_limit.py``
 measures the same scenarios against the emulator in real time.)
 """
@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 
 from airflow_provider_stableaudio import budget_queue, poll_planner
+from airflow_provider_stableaudio.emulator.ratelimit import KeyLimiter, RateLimitConfig
 from airflow_provider_stableaudio.exceptions import StableAudioRetryableError
 from airflow_provider_stableaudio.generation_result import AudioFile, Generation, GenerationState
 from airflow_provider_stableaudio.hooks import async_session
@@ -32,36 +32,23 @@ from tests import virtual_time
 LATENCY = 0.03  # seconds an answer takes
 
 
-@dataclass
 class VirtualAPI:
-    """Generations ready at known times, behind a key held to ``limit`` requests per ``window``
-    seconds and locked out ``lockout`` seconds after that (no ``Retry-After``)."""
+    """Generations ready at known times, behind the emulator's own limiter (``KeyLimiter``) holding
+    the key to ``limit`` requests per 10 s and locking it out 60 s after that (no ``Retry-After``)."""
 
-    ready_at: dict[str, float]
-    limit: int = 150
-    window: float = 10.0
-    lockout: float = 60.0
-    sent: int = 0
-    refused: int = 0
-    lockouts: int = 0
-    _recent: deque[float] = field(default_factory=deque)
-    _locked_until: float = float("-inf")
+    def __init__(self, ready_at: dict[str, float], *, limit: int, clock: Callable[[], float]) -> None:
+        self.ready_at = ready_at
+        self.sent = 0
+        self._clock = clock
+        self._limiter = KeyLimiter(clock)
+        self._config = RateLimitConfig(limit_requests=limit)
 
-    def answer(self, generation_id: str, now: float) -> Generation | None:
-        """The generation's state, or ``None`` for a 429."""
+    def answer(self, generation_id: str) -> Generation | None:
+        """The generation's state now, or ``None`` for a 429."""
         self.sent += 1
-        while self._recent and now - self._recent[0] > self.window:
-            self._recent.popleft()
-        if now < self._locked_until:
-            self.refused += 1
+        if self._limiter.admit("the key", self._config) is not None:
             return None
-        self._recent.append(now)
-        if len(self._recent) > self.limit:
-            self._locked_until = now + self.lockout
-            self.lockouts += 1
-            self.refused += 1
-            return None
-        if now < self.ready_at[generation_id]:
+        if self._clock() < self.ready_at[generation_id]:
             return Generation(id=generation_id, status="generating", state=GenerationState.PENDING)
         return Generation(
             id=generation_id,
@@ -69,6 +56,11 @@ class VirtualAPI:
             state=GenerationState.SUCCEEDED,
             audio_file=AudioFile(url=f"https://cdn.example/{generation_id}.wav"),
         )
+
+    def refusals(self) -> tuple[int, int]:
+        """429s and lockouts."""
+        ledger = self._limiter.ledger(self._config)
+        return ledger["requests_limited"], ledger["lockouts"]
 
 
 def hook_class(api: VirtualAPI, budget: KeyBudget, loop: asyncio.AbstractEventLoop) -> type:
@@ -83,7 +75,7 @@ def hook_class(api: VirtualAPI, budget: KeyBudget, loop: asyncio.AbstractEventLo
             queue = budget_queue.queue_for(budget)
             slot = await queue.take(loop.time() if priority is None else priority)
             await asyncio.sleep(LATENCY)
-            generation = api.answer(generation_id, loop.time())
+            generation = api.answer(generation_id)
             queue.answered(slot, limited=generation is None, retry_after=None)
             if generation is None:
                 raise StableAudioRetryableError("429", status_code=429)
@@ -125,7 +117,8 @@ def run_waits(
     for module in (trigger_module, budget_queue):
         monkeypatch.setattr(module, "time", clock)
     submitted = {f"g{n}": loop.time() + n * 0.005 for n in range(clips)}
-    api = VirtualAPI({gid: at + draw.uniform(*seconds) for gid, at in submitted.items()}, limit=limit)
+    ready_at = {gid: at + draw.uniform(*seconds) for gid, at in submitted.items()}
+    api = VirtualAPI(ready_at, limit=limit, clock=loop.time)
     budget = KeyBudget(label="virtual key", max_rate=max_rate, lockout_seconds=60.0)
     monkeypatch.setattr(trigger_module, "_hook_class", lambda service: hook_class(api, budget, loop))
 
@@ -163,10 +156,11 @@ def run_waits(
     finally:
         loop.close()
     delivered = [gid for gid, (_, payload) in events.items() if payload["status"] == "success"]
+    refused, lockouts = api.refusals()
     return Run(
         requests_per_clip=api.sent / clips,
-        refused=api.refused,
-        lockouts=api.lockouts,
+        refused=refused,
+        lockouts=lockouts,
         delivered=len(delivered),
         detection=sorted(events[gid][0] - api.ready_at[gid] for gid in delivered),
         last_clip=max(at for at, _ in events.values()) - first_submit,
