@@ -2,7 +2,8 @@
 
 Thousands of waits over minutes of their time run in a fraction of a second of ours, and what they
 measure is the schedule, not the machine. The code under test gets the same clock as its ``time``
-(:func:`virtual_clock`): ``time.time()`` and ``time.monotonic()`` both read the loop's clock.
+(:class:`VirtualClock`, set as the ``time`` of its modules): ``time.time()`` and
+``time.monotonic()`` both read the loop's clock.
 No threads: a worker thread's result would not wake a loop whose clock jumps.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import Any
 
 START = 1_000_000.0
 TURN = 1e-6
@@ -60,17 +60,5 @@ class VirtualClock:
     def monotonic(self) -> float:
         return self._loop.now
 
-    def sleep(self, seconds: float) -> None:  # pragma: no cover - nothing here may block
-        raise AssertionError("a blocking sleep on the virtual clock")
-
-
-def run(main: Any, *, modules: tuple[Any, ...], monkeypatch: Any) -> Any:
-    """Run coroutine ``main`` on a virtual-time loop, each of ``modules`` reading its clock."""
-    loop = VirtualTimeLoop()
-    clock = VirtualClock(loop)
-    for module in modules:
-        monkeypatch.setattr(module, "time", clock)
-    try:
-        return loop.run_until_complete(main)
-    finally:
-        loop.close()
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"a blocking sleep of {seconds}s on the virtual clock: nothing may block")
