@@ -64,15 +64,19 @@ class BudgetQueue:
             self._wake()
 
     async def _dispatch(self) -> None:
-        while self._waiters:
-            if self._waiters[0][2].done():  # cancelled while waiting
-                heapq.heappop(self._waiters)
-                continue
-            granted = self.budget.take(time.monotonic())
-            if isinstance(granted, Slot):
-                heapq.heappop(self._waiters)[2].set_result(granted)
-                continue
-            await self._until_changed(granted)
+        try:
+            while self._waiters:
+                if self._waiters[0][2].done():  # cancelled while waiting
+                    heapq.heappop(self._waiters)
+                    continue
+                granted = self.budget.take(time.monotonic())
+                if isinstance(granted, Slot):
+                    heapq.heappop(self._waiters)[2].set_result(granted)
+                    continue
+                await self._until_changed(granted)
+        finally:
+            # A finished task keeps its loop alive, and with it this queue's entry in _QUEUES.
+            self._dispatcher = None
 
     async def _until_changed(self, timeout: float) -> None:
         """Sleep ``timeout`` seconds, or less if an answer changes the budget (a probe's, say).

@@ -215,3 +215,30 @@ def test_the_rate_never_drops_below_the_floor() -> None:
             keyed.answered(slot, now, limited=False)  # the probe's place freed
         now += 30
     assert keyed.rate >= MIN_RATE
+
+
+def test_an_event_loop_that_ended_leaves_no_queue_or_planner_behind() -> None:
+    # Per-loop state is kept by loop, weakly: a loop that ends (a test's, a restarted triggerer's)
+    # must take its queue and planner with it. A finished dispatcher task kept every loop alive.
+    import asyncio
+    import gc
+    import weakref
+
+    from airflow_provider_stableaudio import budget_queue, poll_planner
+
+    shared = budget(max_rate=1000.0)
+    group = ("aimlapi", "stable-audio", 1)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def a_loops_work() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        queue = budget_queue.queue_for(shared)
+        await asyncio.gather(*(queue.take(0.0) for _ in range(20)))  # more than a burst: queued
+        plan = poll_planner.planner()
+        plan.join(group, "g1")
+        plan.finished(group, not_ready_at=1.0, ready_at=2.0)
+
+    for _ in range(3):
+        asyncio.run(a_loops_work())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]  # gone, and their entries with them
