@@ -45,10 +45,9 @@ BURST_SECONDS = 0.05
 DECREASE = 0.5
 INCREASE_EVERY = 5.0
 INCREASE_STEP = 0.5
-# After a 429 the rate it came at (the highest of those lately) is remembered REFUSED_RATE_MEMORY
-# seconds, and growth stops below 90 % of it: a sliding-window limit refuses again as soon as that
-# rate comes back.
-# The rate refused by a 429 is what was sent over this long before it: a limit's usual window.
+# The rate refused by a 429 is what was sent over this long before it: a limit's usual window. That
+# rate (the highest of those lately) is remembered REFUSED_RATE_MEMORY seconds, and growth stops
+# below 90 % of it: a sliding-window limit refuses again as soon as that rate comes back.
 RATE_WINDOW = 10.0
 # A 429 with no Retry-After from a service that documents no lockout: pauses from 1 s, doubled
 # after each 429 in a row, up to a minute.
