@@ -28,7 +28,9 @@ the clips and the budget with clips over time, so the limit binds as hard):
   ``per_trigger``, and ``provider`` with ``max_requests_per_second=14`` and with none configured.
 - (b) 1,000 generations of 30-90 s, ``poll_interval=10``, no ``Retry-After``: ``per_trigger`` and
   ``provider`` with ``max_requests_per_second=14``.
-- (c) as (b) on the emulator with no limit: CPU per delivered clip of ``provider`` and ``to_thread``.
+- (c) as (b) on the emulator with no limit: CPU per delivered clip of ``provider`` (with
+  ``max_requests_per_second=14``, as the scenario configures it, and with none) and ``to_thread``;
+  each ``provider`` row's CPU per clip is also given as a fraction of ``to_thread``'s.
 
 Figures per row: requests (the polls the emulator received, 429s included), 429s and lockouts (its
 ledger), requests per clip, detection latency after ready (the event in the polling process minus the
@@ -163,8 +165,9 @@ ROWS = [
     Row("a", "provider", retry_after=True),
     Row("b", "per_trigger"),
     Row("b", "provider", budget=True),
-    Row("c", "provider"),
+    Row("c", "provider", budget=True),
     Row("c", "to_thread"),
+    Row("c", "provider"),
 ]
 
 
@@ -535,6 +538,24 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def cpu_against_to_thread(results: list[dict[str, Any]]) -> list[str]:
+    """Each ``provider`` row's CPU per clip as a fraction of the same scenario's ``to_thread`` row's
+    (issue 18 asks a fifth or less of scenario (c) with the budget configured)."""
+    measured = [r for r in results if "cpu_ms_per_clip" in r]
+    lines = []
+    for base in (r for r in measured if r["row"]["variant"] == "to_thread"):
+        scenario = base["row"]["scenario"]
+        for r in measured:
+            row = Row(**r["row"])
+            if row.scenario == scenario and row.variant == "provider":
+                ratio = r["cpu_ms_per_clip"] / base["cpu_ms_per_clip"]
+                lines.append(
+                    f"  ({scenario}) CPU per clip, {_label(row, Scenario(**r['scenario']))} against "
+                    f"to_thread: {ratio:.2f}"
+                )
+    return [*lines, ""] if lines else []
+
+
 def render(results: list[dict[str, Any]], *, commit: str, quick: bool) -> str:
     """The table, one line per row, then what each scenario was; plain text (Markdown-ready)."""
     header = (
@@ -558,6 +579,7 @@ def render(results: list[dict[str, Any]], *, commit: str, quick: bool) -> str:
             f"{_fmt(r['last_clip_s'], '.0f')} | {_fmt(r['cpu_ms_per_clip'], '.2f')} | {delivered} |"
         )
     lines.append("")
+    lines.extend(cpu_against_to_thread(results))
     seen: set[str] = set()
     for r in results:
         scenario = Scenario(**r["scenario"])

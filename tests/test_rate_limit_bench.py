@@ -66,3 +66,25 @@ async def test_the_per_trigger_loop_delivers_every_clip_through_lockouts(connect
 
     assert check_run(waits.run, targets) == []
     assert connection.ledger()["rate_limit"]["requests_limited"] > 0  # the limit was met, and got past
+
+
+def test_each_provider_row_is_set_against_the_to_thread_row_of_its_own_scenario() -> None:
+    from benchmarks.rate_limit import Row, cpu_against_to_thread
+
+    def result(row: Row, cpu: float) -> dict[str, object]:
+        return {"row": asdict(row), "scenario": asdict(SCENARIOS[row.scenario]), "cpu_ms_per_clip": cpu}
+
+    lines = cpu_against_to_thread(
+        [
+            result(Row("c", "provider", budget=True), 2.0),
+            result(Row("c", "to_thread"), 10.0),
+            result(Row("c", "provider"), 4.0),
+            result(Row("b", "provider", budget=True), 9.0),  # no to_thread row in (b): not compared
+        ]
+    )
+
+    assert lines == [
+        "  (c) CPU per clip, provider, budget 14/s against to_thread: 0.20",
+        "  (c) CPU per clip, provider, no budget against to_thread: 0.40",
+        "",
+    ]

@@ -83,17 +83,18 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
     async def sleep(seconds: float) -> None:
         trigger_clock.sleep(seconds)
 
-    async def until_changed(self: object, timeout: float) -> None:
+    def later(self: budget_queue.BudgetQueue, seconds: float) -> asyncio.Handle:
         # At least a millisecond, as a real loop's timer: a clock at a million seconds does not
         # move for the rounding-error waits a token bucket may ask for.
-        budget_clock.sleep(max(timeout, 0.001))
+        budget_clock.sleep(max(seconds, 0.001))
+        return asyncio.get_running_loop().call_soon(self._hand_out)
 
     monkeypatch.setattr(
         trigger_module,
         "asyncio",
         types.SimpleNamespace(sleep=sleep, timeout=asyncio.timeout, to_thread=asyncio.to_thread),
     )
-    monkeypatch.setattr(budget_queue.BudgetQueue, "_until_changed", until_changed)
+    monkeypatch.setattr(budget_queue.BudgetQueue, "_later", later)
     trigger = StableAudioGenerationTrigger(
         conn_id="stableaudio_default", generation_id="g", poll_interval=2, end_time=trigger_clock.now + 900
     )
