@@ -22,8 +22,9 @@ class BudgetQueue:
     """The waiters of one key on one event loop.
 
     Slots are handed out by a timer's callback, not a task: a slot freed by the budget reaches its
-    waiter in the next turn of the loop (a dispatcher task would take one turn more, on every
-    request while the budget holds requests back).
+    waiter in the next turn of the loop (a dispatcher task would take one turn more). While the
+    budget holds requests back, the timer waits for a few slots at once (see ``gather`` of
+    :meth:`KeyBudget.take`): the loop then wakes once for several requests.
 
     :param budget: the key's budget in this process (shared with synchronous callers, if any).
     """
@@ -74,7 +75,8 @@ class BudgetQueue:
             if self._waiters[0][2].done():  # cancelled while waiting
                 heapq.heappop(self._waiters)
                 continue
-            granted = self.budget.take(time.monotonic())
+            # No slot free: wake when enough are for several waiters (a burst's worth at most).
+            granted = self.budget.take(time.monotonic(), gather=len(self._waiters))
             if isinstance(granted, Slot):
                 heapq.heappop(self._waiters)[2].set_result(granted)
                 continue

@@ -16,6 +16,7 @@ so a worker sleeps, the triggerer awaits, and tests drive the time.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -34,11 +35,11 @@ START_RATE = 10.0
 SLOW_START_EVERY = 2.0
 # The slowest a budget goes after 429s: one request every five seconds.
 MIN_RATE = 0.2
-# At most this many seconds of the rate are saved up (never less than one request): below 20 a
-# second, one request at a time; at hundreds a second a handful go in one turn of the event loop,
-# which could not otherwise hand out a slot every few milliseconds. A 10 s window then holds 0.5 %
-# more than the rate at most.
-BURST_SECONDS = 0.05
+# At most this many seconds of the rate are saved up (never less than one request): below 4 a
+# second, one request at a time; above, a few go in one turn of the event loop. A 10 s window then
+# holds 2.5 % more than the rate at most. Waking a triggerer's loop once for a few requests, not
+# once for each, is most of what a poll costs its CPU while the budget holds polls back.
+BURST_SECONDS = 0.25
 # A 429 halves the rate sent (once per pause: the 429s of requests sent before it say nothing new);
 # while callers take most slots and nothing is refused, it grows by INCREASE_STEP (or 5 %, the
 # larger) every INCREASE_EVERY seconds.
@@ -122,8 +123,12 @@ class KeyBudget:
 
     # -- taking a slot ------------------------------------------------------------------------
 
-    def take(self, now: float) -> Slot | float:
-        """A slot for a request to go now, or the seconds to wait before asking again."""
+    def take(self, now: float, *, gather: int = 1) -> Slot | float:
+        """A slot for a request to go now, or the seconds to wait before asking again.
+
+        :param gather: when no slot is free, wait until this many are (at most what the burst
+            holds): a caller handing slots to many waiters then wakes once for several.
+        """
         with self._lock:
             if now < self.paused_until:
                 return self.paused_until - now
@@ -134,7 +139,8 @@ class KeyBudget:
                 self._probe_sent_at = None  # no answer in time: resume without it
             self._refill(now)
             if self._tokens < 1.0 - _EPSILON:
-                return (1.0 - self._tokens) / self.rate
+                wanted = max(1, min(gather, math.floor(self._capacity())))
+                return (wanted - self._tokens) / self.rate
             if self._machine is not None:
                 turn = self._machine.turn(now, 1.0 / self.rate, saved=(self._capacity() - 1.0) / self.rate)
                 self._learn(turn, now)

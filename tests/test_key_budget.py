@@ -105,9 +105,10 @@ async def test_a_429_pauses_every_poll_of_the_key_which_resume_after_one_probe(l
     events = await wait_all([trigger(i, poll_interval=0.05) for i in ids])
     assert [e["status"] for e in events] == ["success"] * 20
     limit = emulator.ledger()["rate_limit"]
-    # The first 429 paused all twenty; each pause ended with one request, not twenty.
+    # The first 429 paused all twenty; each pause ended with one request, not twenty. (The
+    # requests sent in the same turn of the loop as a refused one, a burst's worth, are refused too.)
     assert limit["lockouts"] <= 2
-    assert limit["requests_limited"] <= 6
+    assert limit["requests_limited"] <= 8
 
 
 @pytest.mark.asyncio
