@@ -167,8 +167,9 @@ class KeyBudget:
 
     def _refill(self, now: float) -> None:
         if self._filled_at is not None:
-            # No bursts: at most BURST_SECONDS of the rate (one request below 20 a second) is saved
-            # up, so no window of a sliding-window limit (150 per 10 s) sees more than the rate.
+            # Small bursts only: at most BURST_SECONDS of the rate (one request below 4 a second)
+            # is saved up, so a window of a sliding-window limit (150 per 10 s) sees at most 2.5 %
+            # more than the rate.
             self._tokens = min(self._capacity(), self._tokens + (now - self._filled_at) * self.rate)
         self._filled_at = now
 
