@@ -75,7 +75,8 @@ class BudgetQueue:
             if self._waiters[0][2].done():  # cancelled while waiting
                 heapq.heappop(self._waiters)
                 continue
-            # No slot free: wake when enough are for several waiters (a burst's worth at most).
+            # A free slot goes now; with none free, the budget says when enough are for several
+            # of the waiters (a burst's worth at most): one wake of the loop, several requests.
             granted = self.budget.take(time.monotonic(), gather=len(self._waiters))
             if isinstance(granted, Slot):
                 heapq.heappop(self._waiters)[2].set_result(granted)
