@@ -33,7 +33,7 @@ class BudgetQueue:
         self.budget = budget
         self._waiters: list[tuple[float, int, asyncio.Future[Slot]]] = []
         self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None  # the next look, if any
+        self._timer: asyncio.Handle | None = None  # the next look, if any
 
     async def take(self, priority: float) -> Slot:
         """Wait for a slot; lower ``priority`` first (ties: first come). Cancelled, it takes none."""
@@ -93,7 +93,7 @@ class BudgetQueue:
             self._timer.cancel()
             self._timer = None
 
-    def _later(self, seconds: float) -> asyncio.TimerHandle | asyncio.Handle:
+    def _later(self, seconds: float) -> asyncio.Handle:
         """Call :meth:`_hand_out` in ``seconds`` (tests with a clock of their own replace this)."""
         return asyncio.get_running_loop().call_later(seconds, self._hand_out)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+
+from airflow_provider_stableaudio import budget_queue
 
 
 class FakeClock:
@@ -30,3 +34,16 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch, *modules: object) -> FakeClock:
     for module in modules:
         monkeypatch.setattr(module, "time", clock)
     return clock
+
+
+def budget_queue_on(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    """Make the key's budget queue read ``clock`` and wait on it: a wait for slots moves the clock
+    (at least a millisecond, as a real loop's timer: a clock at a million seconds does not move for
+    the rounding-error waits a token bucket may ask for), then the queue looks again."""
+
+    def later(queue: budget_queue.BudgetQueue, seconds: float) -> asyncio.Handle:
+        clock.sleep(max(seconds, 0.001))
+        return asyncio.get_running_loop().call_soon(queue._hand_out)
+
+    monkeypatch.setattr(budget_queue, "time", clock)
+    monkeypatch.setattr(budget_queue.BudgetQueue, "_later", later)

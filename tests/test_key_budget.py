@@ -114,7 +114,9 @@ async def test_a_429_pauses_every_poll_of_the_key_which_resume_after_one_probe(l
 @pytest.mark.asyncio
 async def test_polls_go_by_need_once_the_triggerer_has_seen_generations_finish(limited) -> None:
     emulator, connect = limited
-    connect(max_requests_per_second=200)
+    # A budget to spare (16 waits polling every 50 ms ask 320 a second): held back, polls would
+    # wait for a few slots at once, up to a quarter second, five of these intervals.
+    connect(max_requests_per_second=1000)
     emulator.set_generation_seconds(1.0)
     # First batch: nothing seen yet; the oldest few poll every 50 ms, the rest wait for them.
     first = submit_many(16)

@@ -7,14 +7,14 @@ import types
 
 import pytest
 
-from airflow_provider_stableaudio import budget_queue, poll_planner, retry_policy
+from airflow_provider_stableaudio import poll_planner, retry_policy
 from airflow_provider_stableaudio.hooks import base as hook_module
 from airflow_provider_stableaudio.hooks.stable_audio import StableAudioHook
 from airflow_provider_stableaudio.request_budget import forget_budgets
 from airflow_provider_stableaudio.retry_policy import RetryPolicy, backoff_delay, poll_delay
 from airflow_provider_stableaudio.triggers import stable_audio as trigger_module
 from airflow_provider_stableaudio.triggers.stable_audio import StableAudioGenerationTrigger
-from tests.fake_clock import fake_clock
+from tests.fake_clock import FakeClock, budget_queue_on, fake_clock
 from tests.scripted_server import Reply
 
 
@@ -78,23 +78,17 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
 
     scripted.script(*failures_then_done)
     trigger_clock = fake_clock(monkeypatch, trigger_module)
-    budget_clock = fake_clock(monkeypatch, budget_queue)
+    budget_clock = FakeClock()
+    budget_queue_on(monkeypatch, budget_clock)
 
     async def sleep(seconds: float) -> None:
         trigger_clock.sleep(seconds)
-
-    def later(self: budget_queue.BudgetQueue, seconds: float) -> asyncio.Handle:
-        # At least a millisecond, as a real loop's timer: a clock at a million seconds does not
-        # move for the rounding-error waits a token bucket may ask for.
-        budget_clock.sleep(max(seconds, 0.001))
-        return asyncio.get_running_loop().call_soon(self._hand_out)
 
     monkeypatch.setattr(
         trigger_module,
         "asyncio",
         types.SimpleNamespace(sleep=sleep, timeout=asyncio.timeout, to_thread=asyncio.to_thread),
     )
-    monkeypatch.setattr(budget_queue.BudgetQueue, "_later", later)
     trigger = StableAudioGenerationTrigger(
         conn_id="stableaudio_default", generation_id="g", poll_interval=2, end_time=trigger_clock.now + 900
     )

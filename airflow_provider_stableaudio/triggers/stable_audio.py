@@ -196,8 +196,7 @@ class StableAudioGenerationTrigger(BaseTrigger):
                     continue
                 due = self.end_time
             due = min(due, self.end_time)  # the last poll comes at the deadline at the latest
-            if due > now:  # a poll due now goes now: a sleep(0) costs a turn of the loop
-                await asyncio.sleep(due - now)
+            await asyncio.sleep(max(0.0, due - now))
             last_poll = time.time()
             try:
                 # Bounded: a pause of the key's budget may outlast the deadline.

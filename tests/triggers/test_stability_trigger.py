@@ -6,7 +6,6 @@ fetches it after the event (``store_result``).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -215,8 +214,7 @@ async def test_the_finish_reason_header_is_read_whatever_its_case(
 async def test_a_poll_refused_with_429_waits_out_the_60_s_lockout(
     stability, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_stableaudio import budget_queue
-    from tests.fake_clock import FakeClock
+    from tests.fake_clock import FakeClock, budget_queue_on
 
     generation_id = submit(duration=1)
     # Finished before the trigger starts: the budget's fake clock does not move the emulator's.
@@ -224,14 +222,9 @@ async def test_a_poll_refused_with_429_waits_out_the_60_s_lockout(
     clock = FakeClock()
     clock.now = time.monotonic()
 
-    def later(self, seconds: float) -> asyncio.Handle:
-        clock.sleep(max(seconds, 0.001))  # at least a real timer's millisecond
-        return asyncio.get_running_loop().call_soon(self._hand_out)
-
     # The key budget's clock and waits (where a 429's pause is waited out), and no others: the
     # trigger's polls go to the emulator over loopback.
-    monkeypatch.setattr(budget_queue, "time", clock)
-    monkeypatch.setattr(budget_queue.BudgetQueue, "_later", later)
+    budget_queue_on(monkeypatch, clock)
     # Seed 1 draws 0.13 then 0.85: the first poll is refused with 429 (no Retry-After), the next answers.
     stability.set_faults(rate_429=0.5, retry_after=None, fault_methods=["GET"], seed=1)
     event = await one_event(make_trigger(generation_id, poll_interval=1, wait=600))
