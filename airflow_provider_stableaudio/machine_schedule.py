@@ -5,9 +5,10 @@ them beside one or two triggerers: budgets that each process keeps to itself can
 so a fan-out's submits arrive together, a lockout's end wakes them together, and a new task process
 starts at a rate the key was refused at a minute ago. The processes of a machine that use one key
 therefore keep a few figures in one file, under ``flock``: when the key may send next, until when
-a 429 paused it, the rate the machine was sending at when it was refused and when, and a count of
-the latest turns. Each request first takes its turn there; a 429 anywhere on the machine pauses
-every process, and every process (a new one too) lowers its rate from what the machine sent.
+a 429 paused it, the rate the machine was sending at when it was refused and when, the rate the
+process that met the latest 429 lowered to, and a count of the latest turns. Each request first
+takes its turn there; a 429 anywhere on the machine pauses every process, and every process (a new
+one too) lowers its rate from what the machine sent, and to no more than the lowered rate.
 Several machines still share a key as before: each backs off on its own 429s
 (:mod:`.request_budget`).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import stat
 import struct
@@ -56,12 +58,17 @@ class Turn:
     :param paused_until: until when a 429 paused the key on this machine (or -inf).
     :param refused_rate: the machine's requests per second that the latest 429 refused (or 0).
     :param refused_at: when that 429 came (or -inf).
+    :param lowered_to: the rate the process that met the machine's latest 429 lowered to: every
+        process sends at most this (or inf).
+    :param lowered_at: when it lowered (or -inf).
     """
 
     wait: float
     paused_until: float = NEVER
     refused_rate: float = 0.0
     refused_at: float = NEVER
+    lowered_to: float = math.inf
+    lowered_at: float = NEVER
 
 
 class MachineSchedule:
@@ -100,8 +107,8 @@ class MachineSchedule:
                 record.next_at = max(record.next_at, now - saved) + interval
                 record.count_turn(now)
                 os.pwrite(fd, record.pack(), 0)
-                return Turn(0.0, record.paused_until, record.refused_rate, record.refused_at)
-            return Turn(due - now, record.paused_until, record.refused_rate, record.refused_at)
+                return record.turn(0.0)
+            return record.turn(due - now)
 
     def refused(self, now: float, until: float) -> tuple[float, float]:
         """A 429: every process of the machine holds the key's requests until ``until``.
@@ -128,13 +135,35 @@ class MachineSchedule:
             os.pwrite(fd, record.pack(), 0)
             return record.refused_rate, record.refused_at
 
+    def lowered(self, now: float, rate: float) -> float:
+        """The process that met a 429 lowered its rate to ``rate``: every process of the machine
+        sends at most that from its next turn (a 429 at a lower rate than the highest refused is
+        news too, and a task process that starts later starts there).
+
+        :return: when (``now``; ``-inf`` with the schedule off).
+        """
+        fd = self._open()
+        if fd is None:
+            return NEVER
+        with _Locked(fd):
+            record = self._read(fd, now)
+            record.lowered_to = rate
+            record.lowered_at = now
+            os.pwrite(fd, record.pack(), 0)
+            return now
+
     def _read(self, fd: int, now: float) -> _Record:
         data = os.pread(fd, _Record.FORMAT.size, 0)
         if len(data) != _Record.FORMAT.size:
             return _Record()
         record = _Record(*_Record.FORMAT.unpack(data))
         # A figure further ahead than the horizon is from before the clock restarted.
-        if record.next_at - now > HORIZON or record.paused_until - now > HORIZON or record.refused_at > now:
+        if (
+            record.next_at - now > HORIZON
+            or record.paused_until - now > HORIZON
+            or record.refused_at > now
+            or record.lowered_at > now
+        ):
             return _Record()
         return record
 
@@ -169,7 +198,7 @@ class MachineSchedule:
 class _Record:
     """The file's figures; turns are counted in two buckets of half a window each."""
 
-    FORMAT: ClassVar[struct.Struct] = struct.Struct("<8d")
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<10d")
 
     next_at: float = NEVER
     paused_until: float = NEVER
@@ -179,6 +208,8 @@ class _Record:
     count: float = 0.0
     previous_count: float = 0.0
     previous_start: float = NEVER
+    lowered_to: float = math.inf
+    lowered_at: float = NEVER
 
     def pack(self) -> bytes:
         return self.FORMAT.pack(
@@ -190,6 +221,14 @@ class _Record:
             self.count,
             self.previous_count,
             self.previous_start,
+            self.lowered_to,
+            self.lowered_at,
+        )
+
+    def turn(self, wait: float) -> Turn:
+        """The key's figures as a process asking for its turn learns them."""
+        return Turn(
+            wait, self.paused_until, self.refused_rate, self.refused_at, self.lowered_to, self.lowered_at
         )
 
     def count_turn(self, now: float) -> None:

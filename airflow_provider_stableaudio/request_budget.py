@@ -116,6 +116,7 @@ class KeyBudget:
         self._refused_rate: float | None = None
         self._refused_at = float("-inf")
         self._learned_at = float("-inf")  # the machine's latest 429 this budget has learned from
+        self._lowered_seen = float("-inf")  # the machine's latest lowered rate this budget has taken
         self.sent = 0
         self.refused = 0
         self._recent: deque[float] = deque()  # send times of the last RATE_WINDOW seconds
@@ -228,6 +229,10 @@ class KeyBudget:
                 machine_rate, self._learned_at = self._machine.refused(now, self.paused_until)
                 refused_rate = max(refused_rate, machine_rate)
             self._refused(now, refused_rate)
+            if self._machine is not None:
+                # Every process sends at most this from now: without it, a process that did not
+                # meet this 429 kept the rate it was refused at (only a higher refused rate was news).
+                self._lowered_seen = self._machine.lowered(now, self.rate)
         elif not adopted and self._machine is not None:
             _, self._learned_at = self._machine.refused(now, self.paused_until)
         # Resume with one request, then spread out: no saved-up burst.
@@ -253,12 +258,17 @@ class KeyBudget:
 
     def _learn(self, turn: Turn, now: float) -> None:
         """A 429 on the machine this process has not heard of (any process's, before this one
-        started too): lower the rate from what the machine was sending, as after one's own."""
-        if turn.refused_at <= self._learned_at or now - turn.refused_at >= REFUSED_RATE_MEMORY:
-            return
-        self._learned_at = turn.refused_at
-        if turn.refused_rate > 0:
-            self._refused(turn.refused_at, turn.refused_rate)
+        started too): lower the rate from what the machine was sending, as after one's own, and to
+        no more than the process that met the latest 429 lowered to."""
+        if turn.refused_at > self._learned_at and now - turn.refused_at < REFUSED_RATE_MEMORY:
+            self._learned_at = turn.refused_at
+            if turn.refused_rate > 0:
+                self._refused(turn.refused_at, turn.refused_rate)
+        if turn.lowered_at > self._lowered_seen and now - turn.lowered_at < REFUSED_RATE_MEMORY:
+            self._lowered_seen = turn.lowered_at
+            if turn.lowered_to < self.rate:
+                self.rate = max(MIN_RATE, turn.lowered_to)
+            self._slow_start = False
 
     def _grow(self, now: float) -> None:
         if self._grown_at is None:
