@@ -387,11 +387,13 @@ def test_fan_outs_sharing_a_key_across_processes_stay_inside_its_rate_limit(stac
     assert sorted(prompts.values()) == [1] * len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS  # one per prompt
     assert len(accepted_posts) == len(RATE_LIMIT_CASES) * RATE_LIMIT_CLIPS
     # A 429 in one process pauses every process of the machine. The key with a budget is locked out
-    # once at most (the bound; none in the runs so far); the key without one learns the
-    # limit from its 429s and creeps back to 90 % of the rate refused, measured over up to 10 s,
-    # which a 5 s window can still refuse: twice at most.
+    # once at most (the bound; none in the runs so far). The key without one learns the
+    # limit from its 429s: every process of the machine halves its rate on each. Its first 429
+    # measures what the machine sent in the fan-out's first second (the 6 submits the limit
+    # allows and the one refused: 7 a second), and 7 takes three halvings to come under 1.2 a
+    # second (3.5, 1.75, 0.875) while the submits and polls still want more: three at most.
     assert per_key["stack_rate_limit_budgeted"]["lockouts"] <= 1, figures["keys"]
-    assert per_key["stack_rate_limit_unbudgeted"]["lockouts"] <= 2, figures["keys"]
+    assert per_key["stack_rate_limit_unbudgeted"]["lockouts"] <= 3, figures["keys"]
     # The scenario's own sizing: the limit said no to a key at least once, so the 429s were met.
     assert sum(entry["requests_limited"] for entry in per_key.values()) >= 1, figures["keys"]
 
