@@ -103,6 +103,21 @@ def budgets(directory: Path, *, max_rate: float | None) -> tuple[KeyBudget, KeyB
     )
 
 
+def send(budget: KeyBudget, now: float, *, count: int, every: float) -> float:
+    """``count`` requests answered, one every ``every`` seconds from ``now``; the time after them."""
+    for _ in range(count):
+        send_one(budget, now, limited=False)
+        now += every
+    return now
+
+
+def send_one(budget: KeyBudget, now: float, *, limited: bool) -> float:
+    """One request, answered (``limited``: 429 with ``Retry-After: 10``); the seconds paused."""
+    slot = budget.take(now)
+    assert isinstance(slot, Slot)
+    return budget.answered(slot, now, limited=limited, retry_after=10)
+
+
 def test_two_processes_budgets_of_one_key_together_keep_to_its_rate(tmp_path: Path) -> None:
     first, second = budgets(tmp_path / "shared", max_rate=2.0)
     assert isinstance(first.take(100.0), Slot)
@@ -113,15 +128,8 @@ def test_two_processes_budgets_of_one_key_together_keep_to_its_rate(tmp_path: Pa
 
 def test_a_429_in_one_process_pauses_the_others_and_lowers_their_rate(tmp_path: Path) -> None:
     first, second = budgets(tmp_path / "shared", max_rate=4.0)
-    now = 100.0
-    for _ in range(8):  # the second process sends at its rate, four a second
-        slot = second.take(now)
-        assert isinstance(slot, Slot)
-        second.answered(slot, now, limited=False)
-        now += 0.25
-    slot = first.take(now)
-    assert isinstance(slot, Slot)
-    assert first.answered(slot, now, limited=True, retry_after=10) == 10
+    now = send(second, 100.0, count=8, every=0.25)  # the second process sends at its rate, four a second
+    assert send_one(first, now, limited=True) == 10
     assert second.take(now + 0.25) == pytest.approx(9.75)
     assert second.paused_for(now + 0.25) == pytest.approx(9.75)
     assert second.rate == pytest.approx(2.0)  # half of the lower of its rate and what the machine sent
@@ -137,25 +145,14 @@ def test_every_429_on_the_machine_lowers_every_process_to_the_rate_its_process_l
     # A second 429, at a lower rate than the first, is news too: a process that did not meet it
     # kept the rate it was refused at and locked the key out again (4 lockouts in a tier run).
     first, second = budgets(tmp_path / "shared", max_rate=None)
-    now = 100.0
-    for _ in range(8):  # 4 a second from the second process
-        slot = second.take(now)
-        assert isinstance(slot, Slot)
-        second.answered(slot, now, limited=False)
-        now += 0.25
-    slot = first.take(now)
-    assert isinstance(slot, Slot)
-    first.answered(slot, now, limited=True, retry_after=10)
+    now = send(second, 100.0, count=8, every=0.25)  # 4 a second from the second process
+    send_one(first, now, limited=True)
     once = first.rate
     now += 10
     assert isinstance(second.take(now), Slot)  # the pause is over; it learned the first 429
     assert second.rate == pytest.approx(once)
-    probe = first.take(now + 1)
-    assert isinstance(probe, Slot)
-    first.answered(probe, now + 1, limited=False)
-    slot = first.take(now + 2)
-    assert isinstance(slot, Slot)
-    first.answered(slot, now + 2, limited=True, retry_after=10)  # refused again, at the lower rate
+    send_one(first, now + 1, limited=False)  # the probe
+    send_one(first, now + 2, limited=True)  # refused again, at the lower rate
     assert first.rate == pytest.approx(once / 2)
     assert isinstance(second.take(now + 12), Slot)
     assert second.rate == pytest.approx(once / 2)
