@@ -37,8 +37,11 @@ HORIZON = 3600.0
 # The rate a 429 refused is what the machine sent over this long before it (a limit's usual window).
 WINDOW = 10.0
 # A rate refused is remembered this long: growth stops below it, and a lower one refused meanwhile
-# does not replace it.
+# does not replace it. A rate lowered to after a 429 is news this long too.
 REFUSED_RATE_MEMORY = 600.0
+# A caller reads its clock a moment before it gets the file: a figure written meanwhile by another
+# process may stand a little ahead of the caller's ``now`` (further ahead: from before a restart).
+SKEW = 60.0
 NEVER = float("-inf")
 _EPSILON = 1e-6
 _WARNED: set[str] = set()
@@ -59,7 +62,8 @@ class Turn:
     :param refused_rate: the machine's requests per second that the latest 429 refused (or 0).
     :param refused_at: when that 429 came (or -inf).
     :param lowered_to: the rate the process that met the machine's latest 429 lowered to: every
-        process sends at most this (or inf).
+        process that hears of it lowers its own to it (or to what it may have grown back to
+        since) and grows again from there (or inf).
     :param lowered_at: when it lowered (or -inf).
     """
 
@@ -127,7 +131,8 @@ class MachineSchedule:
                 rate = record.sent_rate(now)
                 # The highest rate refused lately stands: the probe refused as a pause ends was
                 # sent almost alone, and a process starting later would learn to crawl from it.
-                # Only a higher rate is news (every process learns each news once).
+                # Only a higher rate is news here (every process learns each news once); every
+                # 429's lowered rate is news through :meth:`lowered`.
                 if rate > record.refused_rate or now - record.refused_at >= REFUSED_RATE_MEMORY:
                     record.refused_rate = rate
                     record.refused_at = now
@@ -135,34 +140,41 @@ class MachineSchedule:
             os.pwrite(fd, record.pack(), 0)
             return record.refused_rate, record.refused_at
 
-    def lowered(self, now: float, rate: float) -> float:
+    def lowered(self, now: float, rate: float) -> tuple[float, float]:
         """The process that met a 429 lowered its rate to ``rate``: every process of the machine
-        sends at most that from its next turn (a 429 at a lower rate than the highest refused is
-        news too, and a task process that starts later starts there).
+        lowers its own to that at its next turn (a 429 at a lower rate than the highest refused is
+        news too), and a task process that starts later starts there.
 
-        :return: when (``now``; ``-inf`` with the schedule off).
+        :return: ``(rate, when)``: the rate that stands (a lower one another process wrote for the
+            same lockout stands) and ``now`` (``(rate, -inf)`` with the schedule off).
         """
         fd = self._open()
         if fd is None:
-            return NEVER
+            return rate, NEVER
         with _Locked(fd):
             record = self._read(fd, now)
+            if now - record.lowered_at < WINDOW:
+                # Two processes may each meet a 429 of one lockout: the lower rate stands.
+                rate = min(rate, record.lowered_to)
             record.lowered_to = rate
             record.lowered_at = now
             os.pwrite(fd, record.pack(), 0)
-            return now
+            return rate, now
 
     def _read(self, fd: int, now: float) -> _Record:
         data = os.pread(fd, _Record.FORMAT.size, 0)
-        if len(data) != _Record.FORMAT.size:
+        if len(data) == _Record.FORMAT.size:
+            record = _Record(*_Record.FORMAT.unpack(data))
+        elif len(data) == _FIRST_FORMAT.size:  # written by a version without the lowered rate
+            record = _Record(*_FIRST_FORMAT.unpack(data))
+        else:
             return _Record()
-        record = _Record(*_Record.FORMAT.unpack(data))
         # A figure further ahead than the horizon is from before the clock restarted.
         if (
             record.next_at - now > HORIZON
             or record.paused_until - now > HORIZON
-            or record.refused_at > now
-            or record.lowered_at > now
+            or record.refused_at - now > SKEW
+            or record.lowered_at - now > SKEW
         ):
             return _Record()
         return record
@@ -249,6 +261,10 @@ class _Record:
             self.previous_start = self.bucket_start if recent else NEVER
             self.bucket_start = now
             self.count = 0.0
+
+
+# The file's first eight figures, all a version before the lowered rate wrote (and reads).
+_FIRST_FORMAT = struct.Struct("<8d")
 
 
 class _Locked:

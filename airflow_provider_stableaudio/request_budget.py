@@ -232,7 +232,8 @@ class KeyBudget:
             if self._machine is not None:
                 # Every process sends at most this from now: without it, a process that did not
                 # meet this 429 kept the rate it was refused at (only a higher refused rate was news).
-                self._lowered_seen = self._machine.lowered(now, self.rate)
+                lowered_to, self._lowered_seen = self._machine.lowered(now, self.rate)
+                self.rate = min(self.rate, max(MIN_RATE, lowered_to))
         elif not adopted and self._machine is not None:
             _, self._learned_at = self._machine.refused(now, self.paused_until)
         # Resume with one request, then spread out: no saved-up burst.
@@ -266,8 +267,11 @@ class KeyBudget:
                 self._refused(turn.refused_at, turn.refused_rate)
         if turn.lowered_at > self._lowered_seen and now - turn.lowered_at < REFUSED_RATE_MEMORY:
             self._lowered_seen = turn.lowered_at
-            if turn.lowered_to < self.rate:
-                self.rate = max(MIN_RATE, turn.lowered_to)
+            # At most what the others may have crept back up to since the pause ended: a task
+            # process that starts minutes later must not hold the machine's turns back.
+            since = max(0.0, now - max(turn.lowered_at, turn.paused_until))
+            crept = INCREASE_STEP * math.floor(since / INCREASE_EVERY)
+            self.rate = min(self.rate, max(MIN_RATE, turn.lowered_to + crept))
             self._slow_start = False
 
     def _grow(self, now: float) -> None:
