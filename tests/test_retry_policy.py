@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,9 @@ def test_polls_are_spread_but_never_later_than_asked() -> None:
     assert poll_delay(10, failures=1, retry_after=30, remaining=100) == 30
 
 
-def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_and_deferred_waits_follow_one_retry_policy(
+    scripted, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The same failures make the worker's wait and the trigger's wait pause for the same times:
     the backoff after 5xx, the interval between polls, and a 429's Retry-After, which pauses the
     key's budget (the trigger waits it out in the triggerer's queue for the key)."""
@@ -74,7 +77,10 @@ def test_sync_and_deferred_waits_follow_one_retry_policy(scripted, monkeypatch: 
     clock = fake_clock(monkeypatch, hook_module)
     StableAudioHook().wait_for_generation("g", poll_interval=2, timeout=900)
     sync_sleeps = clock.sleeps
+    # The trigger's wait as in a triggerer of its own: a process on another machine, its clock not
+    # the worker's (the two fake clocks start at the same time).
     forget_budgets()
+    monkeypatch.setenv("AIRFLOW__STABLEAUDIO__BUDGET_DIR", str(tmp_path / "triggerer's machine"))
 
     scripted.script(*failures_then_done)
     trigger_clock = fake_clock(monkeypatch, trigger_module)
