@@ -5,10 +5,9 @@ them beside one or two triggerers: budgets that each process keeps to itself can
 so a fan-out's submits arrive together, a lockout's end wakes them together, and a new task process
 starts at a rate the key was refused at a minute ago. The processes of a machine that use one key
 therefore keep a few figures in one file, under ``flock``: when the key may send next, until when
-a 429 paused it, the rate the machine was sending at when it was refused and when, the rate the
-process that met the latest 429 lowered to, and a count of the latest turns. Each request first
-takes its turn there; a 429 anywhere on the machine pauses every process, and every process (a new
-one too) lowers its rate from what the machine sent, and to no more than the lowered rate.
+a 429 paused it, the rate the machine was sending at when it was refused and when, and a count of
+the latest turns. Each request first takes its turn there; a 429 anywhere on the machine pauses
+every process, and every process (a new one too) lowers its rate from what the machine sent.
 Several machines still share a key as before: each backs off on its own 429s
 (:mod:`.request_budget`).
 
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import math
 import os
 import stat
 import struct
@@ -36,8 +34,8 @@ log = logging.getLogger(__name__)
 HORIZON = 3600.0
 # The rate a 429 refused is what the machine sent over this long before it (a limit's usual window).
 WINDOW = 10.0
-# A rate refused is remembered this long: growth stops below it, and a lower one refused meanwhile
-# does not replace it. A rate lowered to after a 429 is news this long too.
+# A rate refused is remembered this long: growth stops below it (until another 429 measures
+# another).
 REFUSED_RATE_MEMORY = 600.0
 # A caller reads its clock a moment before it gets the file: a figure written meanwhile by another
 # process may stand a little ahead of the caller's ``now`` (further ahead: from before a restart).
@@ -61,18 +59,12 @@ class Turn:
     :param paused_until: until when a 429 paused the key on this machine (or -inf).
     :param refused_rate: the machine's requests per second that the latest 429 refused (or 0).
     :param refused_at: when that 429 came (or -inf).
-    :param lowered_to: the rate the process that met the machine's latest 429 lowered to: every
-        process that hears of it lowers its own to it (or to what it may have grown back to
-        since) and grows again from there (or inf).
-    :param lowered_at: when it lowered (or -inf).
     """
 
     wait: float
     paused_until: float = NEVER
     refused_rate: float = 0.0
     refused_at: float = NEVER
-    lowered_to: float = math.inf
-    lowered_at: float = NEVER
 
 
 class MachineSchedule:
@@ -111,71 +103,50 @@ class MachineSchedule:
                 record.next_at = max(record.next_at, now - saved) + interval
                 record.count_turn(now)
                 os.pwrite(fd, record.pack(), 0)
-                return record.turn(0.0)
-            return record.turn(due - now)
+                return Turn(0.0, record.paused_until, record.refused_rate, record.refused_at)
+            return Turn(due - now, record.paused_until, record.refused_rate, record.refused_at)
 
-    def refused(self, now: float, until: float) -> tuple[float, float]:
+    def refused(self, now: float, until: float, *, measured: bool = True) -> tuple[float, float]:
         """A 429: every process of the machine holds the key's requests until ``until``.
 
-        :return: ``(refused_rate, refused_at)``: the highest rate the machine was sending at
-            (requests per second over the last :data:`WINDOW` seconds) when a 429 paused it in the
-            last :data:`REFUSED_RATE_MEMORY` seconds, which every process learns from, and when that
-            was (``(0, -inf)`` with the schedule off).
+        :param measured: the rate the machine was sending at is what this 429 refused: ``False``
+            for the probe refused as a pause ends, sent almost alone (a process starting later
+            would learn to crawl from it).
+        :return: ``(refused_rate, refused_at)``: the rate the machine was sending at (requests per
+            second over the last :data:`WINDOW` seconds) when its latest measured 429 paused it,
+            which every process learns from, and when that was (``(0, -inf)`` with the schedule
+            off).
         """
         fd = self._open()
         if fd is None:
             return 0.0, NEVER
         with _Locked(fd):
             record = self._read(fd, now)
-            if now >= record.paused_until:  # else a 429 to a request sent before the pause began
-                rate = record.sent_rate(now)
-                # The highest rate refused lately stands: the probe refused as a pause ends was
-                # sent almost alone, and a process starting later would learn to crawl from it.
-                # Only a higher rate is news here (every process learns each news once); every
-                # 429's lowered rate is news through :meth:`lowered`.
-                if rate > record.refused_rate or now - record.refused_at >= REFUSED_RATE_MEMORY:
-                    record.refused_rate = rate
-                    record.refused_at = now
+            # Not for a 429 to a request sent before the pause began: the pause accounts for it.
+            if measured and now >= record.paused_until:
+                # The latest, not the highest: news to every process. A key refused again at a
+                # lower rate than before (the first measure, over a fan-out's first seconds, may
+                # stand high) has to stay below it, or it creeps back into the limit again and
+                # again; and each process that did not meet the 429 lowers its rate too.
+                record.refused_rate = record.sent_rate(now)
+                record.refused_at = now
             record.paused_until = max(record.paused_until, until)
             os.pwrite(fd, record.pack(), 0)
             return record.refused_rate, record.refused_at
 
-    def lowered(self, now: float, rate: float) -> tuple[float, float]:
-        """The process that met a 429 lowered its rate to ``rate``: every process of the machine
-        lowers its own to that at its next turn (a 429 at a lower rate than the highest refused is
-        news too), and a task process that starts later starts there.
-
-        :return: ``(rate, when)``: the rate that stands (a lower one another process wrote for the
-            same lockout stands) and ``now`` (``(rate, -inf)`` with the schedule off).
-        """
-        fd = self._open()
-        if fd is None:
-            return rate, NEVER
-        with _Locked(fd):
-            record = self._read(fd, now)
-            if now - record.lowered_at < WINDOW:
-                # Two processes may each meet a 429 of one lockout: the lower rate stands.
-                rate = min(rate, record.lowered_to)
-            record.lowered_to = rate
-            record.lowered_at = now
-            os.pwrite(fd, record.pack(), 0)
-            return rate, now
-
     def _read(self, fd: int, now: float) -> _Record:
         data = os.pread(fd, _Record.FORMAT.size, 0)
-        if len(data) == _Record.FORMAT.size:
-            record = _Record(*_Record.FORMAT.unpack(data))
-        elif len(data) == _FIRST_FORMAT.size:  # written by a version without the lowered rate
-            record = _Record(*_FIRST_FORMAT.unpack(data))
-        else:
+        if len(data) != _Record.FORMAT.size:
             return _Record()
-        # A figure further ahead than the horizon is from before the clock restarted.
-        if (
-            record.next_at - now > HORIZON
-            or record.paused_until - now > HORIZON
-            or record.refused_at - now > SKEW
-            or record.lowered_at - now > SKEW
-        ):
+        record = _Record(*_Record.FORMAT.unpack(data))
+        # A figure further ahead than the horizon (a 429's time: than the skew) is from before the
+        # clock restarted.
+        ahead = max(
+            record.next_at - now - HORIZON,
+            record.paused_until - now - HORIZON,
+            record.refused_at - now - SKEW,
+        )
+        if ahead > 0:
             return _Record()
         return record
 
@@ -210,7 +181,7 @@ class MachineSchedule:
 class _Record:
     """The file's figures; turns are counted in two buckets of half a window each."""
 
-    FORMAT: ClassVar[struct.Struct] = struct.Struct("<10d")
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<8d")
 
     next_at: float = NEVER
     paused_until: float = NEVER
@@ -220,8 +191,6 @@ class _Record:
     count: float = 0.0
     previous_count: float = 0.0
     previous_start: float = NEVER
-    lowered_to: float = math.inf
-    lowered_at: float = NEVER
 
     def pack(self) -> bytes:
         return self.FORMAT.pack(
@@ -233,14 +202,6 @@ class _Record:
             self.count,
             self.previous_count,
             self.previous_start,
-            self.lowered_to,
-            self.lowered_at,
-        )
-
-    def turn(self, wait: float) -> Turn:
-        """The key's figures as a process asking for its turn learns them."""
-        return Turn(
-            wait, self.paused_until, self.refused_rate, self.refused_at, self.lowered_to, self.lowered_at
         )
 
     def count_turn(self, now: float) -> None:
@@ -261,10 +222,6 @@ class _Record:
             self.previous_start = self.bucket_start if recent else NEVER
             self.bucket_start = now
             self.count = 0.0
-
-
-# The file's first eight figures, all a version before the lowered rate wrote (and reads).
-_FIRST_FORMAT = struct.Struct("<8d")
 
 
 class _Locked:

@@ -47,7 +47,7 @@ DECREASE = 0.5
 INCREASE_EVERY = 5.0
 INCREASE_STEP = 0.5
 # The rate refused by a 429 is what was sent over this long before it: a limit's usual window. That
-# rate (the highest of those lately) is remembered REFUSED_RATE_MEMORY seconds, and growth stops
+# rate (the latest measured) is remembered REFUSED_RATE_MEMORY seconds, and growth stops
 # below 90 % of it: a sliding-window limit refuses again as soon as that rate comes back.
 RATE_WINDOW = 10.0
 # A 429 with no Retry-After from a service that documents no lockout: pauses from 1 s, doubled
@@ -116,7 +116,6 @@ class KeyBudget:
         self._refused_rate: float | None = None
         self._refused_at = float("-inf")
         self._learned_at = float("-inf")  # the machine's latest 429 this budget has learned from
-        self._lowered_seen = float("-inf")  # the machine's latest lowered rate this budget has taken
         self.sent = 0
         self.refused = 0
         self._recent: deque[float] = deque()  # send times of the last RATE_WINDOW seconds
@@ -229,13 +228,8 @@ class KeyBudget:
                 machine_rate, self._learned_at = self._machine.refused(now, self.paused_until)
                 refused_rate = max(refused_rate, machine_rate)
             self._refused(now, refused_rate)
-            if self._machine is not None:
-                # Every process sends at most this from now: without it, a process that did not
-                # meet this 429 kept the rate it was refused at (only a higher refused rate was news).
-                lowered_to, self._lowered_seen = self._machine.lowered(now, self.rate)
-                self.rate = min(self.rate, max(MIN_RATE, lowered_to))
-        elif not adopted and self._machine is not None:
-            _, self._learned_at = self._machine.refused(now, self.paused_until)
+        elif not adopted and self._machine is not None:  # the probe refused: nothing measured
+            _, self._learned_at = self._machine.refused(now, self.paused_until, measured=False)
         # Resume with one request, then spread out: no saved-up burst.
         self._tokens = 1.0
         self._filled_at = self.paused_until
@@ -245,11 +239,9 @@ class KeyBudget:
         self._sent_since_grown = 0
 
     def _refused(self, now: float, refused_rate: float) -> None:
-        """Halve from ``refused_rate`` and remember it as a ceiling (the highest lately)."""
-        if self._refused_rate is None or now - self._refused_at >= REFUSED_RATE_MEMORY:
-            self._refused_rate = refused_rate
-        else:  # the highest refused lately: a 429 at a lower rate is another's doing, or chance
-            self._refused_rate = max(self._refused_rate, refused_rate)
+        """Halve from ``refused_rate`` and remember it as a ceiling (the latest measured: a lower
+        one than before means the limit, or the key's other users, leave less)."""
+        self._refused_rate = refused_rate
         self._refused_at = now
         self.rate = min(
             self.max_rate if self.max_rate is not None else float("inf"),
@@ -259,20 +251,12 @@ class KeyBudget:
 
     def _learn(self, turn: Turn, now: float) -> None:
         """A 429 on the machine this process has not heard of (any process's, before this one
-        started too): lower the rate from what the machine was sending, as after one's own, and to
-        no more than the process that met the latest 429 lowered to."""
-        if turn.refused_at > self._learned_at and now - turn.refused_at < REFUSED_RATE_MEMORY:
-            self._learned_at = turn.refused_at
-            if turn.refused_rate > 0:
-                self._refused(turn.refused_at, turn.refused_rate)
-        if turn.lowered_at > self._lowered_seen and now - turn.lowered_at < REFUSED_RATE_MEMORY:
-            self._lowered_seen = turn.lowered_at
-            # At most what the others may have crept back up to since the pause ended: a task
-            # process that starts minutes later must not hold the machine's turns back.
-            since = max(0.0, now - max(turn.lowered_at, turn.paused_until))
-            crept = INCREASE_STEP * math.floor(since / INCREASE_EVERY)
-            self.rate = min(self.rate, max(MIN_RATE, turn.lowered_to + crept))
-            self._slow_start = False
+        started too): lower the rate from what the machine was sending, as after one's own."""
+        if turn.refused_at <= self._learned_at or now - turn.refused_at >= REFUSED_RATE_MEMORY:
+            return
+        self._learned_at = turn.refused_at
+        if turn.refused_rate > 0:
+            self._refused(turn.refused_at, turn.refused_rate)
 
     def _grow(self, now: float) -> None:
         if self._grown_at is None:
