@@ -102,43 +102,51 @@ class MachineSchedule:
             if due <= now + _EPSILON:
                 record.next_at = max(record.next_at, now - saved) + interval
                 record.count_turn(now)
+                record.resumed_turns += 1
                 os.pwrite(fd, record.pack(), 0)
                 return Turn(0.0, record.paused_until, record.refused_rate, record.refused_at)
             return Turn(due - now, record.paused_until, record.refused_rate, record.refused_at)
 
-    def refused(self, now: float, until: float, *, measured: bool = True) -> tuple[float, float]:
+    def refused(self, now: float, until: float) -> tuple[float, float, bool]:
         """A 429: every process of the machine holds the key's requests until ``until``.
 
-        :param measured: the rate the machine was sending at is what this 429 refused: ``False``
-            for the probe refused as a pause ends, sent almost alone (a process starting later
-            would learn to crawl from it).
-        :return: ``(refused_rate, refused_at)``: the rate the machine was sending at (requests per
-            second over the last :data:`WINDOW` seconds) when its latest measured 429 paused it,
-            which every process learns from, and when that was (``(0, -inf)`` with the schedule
-            off).
+        :return: ``(refused_rate, refused_at, measured)``: the rate the machine was sending at
+            (requests per second over the last :data:`WINDOW` seconds) when its latest measured
+            429 paused it, which every process learns from, when that was (``(0, -inf)`` with the
+            schedule off), and whether this 429 was measured: a new pause, after more than one
+            turn since the last ended. The probe refused as a pause ends went almost alone (a
+            process starting later would learn to crawl from it); a process's first request after
+            a pause it adopted is no such probe once others have sent.
         """
         fd = self._open()
         if fd is None:
-            return 0.0, NEVER
+            return 0.0, NEVER, False
         with _Locked(fd):
             record = self._read(fd, now)
             # Not for a 429 to a request sent before the pause began: the pause accounts for it.
-            if measured and now >= record.paused_until:
+            new_pause = now >= record.paused_until
+            measured = new_pause and record.resumed_turns > 1
+            if measured:
                 # The latest, not the highest: news to every process. A key refused again at a
                 # lower rate than before (the first measure, over a fan-out's first seconds, may
                 # stand high) has to stay below it, or it creeps back into the limit again and
                 # again; and each process that did not meet the 429 lowers its rate too.
                 record.refused_rate = record.sent_rate(now)
                 record.refused_at = now
+            if new_pause:
+                record.resumed_turns = 0.0
             record.paused_until = max(record.paused_until, until)
             os.pwrite(fd, record.pack(), 0)
-            return record.refused_rate, record.refused_at
+            return record.refused_rate, record.refused_at, measured
 
     def _read(self, fd: int, now: float) -> _Record:
         data = os.pread(fd, _Record.FORMAT.size, 0)
-        if len(data) != _Record.FORMAT.size:
+        if len(data) == _Record.FORMAT.size:
+            record = _Record(*_Record.FORMAT.unpack(data))
+        elif len(data) == _EIGHT_FIGURES.size:  # a version before the count of turns since a pause
+            record = _Record(*_EIGHT_FIGURES.unpack(data))
+        else:
             return _Record()
-        record = _Record(*_Record.FORMAT.unpack(data))
         # A figure further ahead than the horizon (a 429's time: than the skew) is from before the
         # clock restarted.
         ahead = max(
@@ -181,7 +189,7 @@ class MachineSchedule:
 class _Record:
     """The file's figures; turns are counted in two buckets of half a window each."""
 
-    FORMAT: ClassVar[struct.Struct] = struct.Struct("<8d")
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<9d")
 
     next_at: float = NEVER
     paused_until: float = NEVER
@@ -191,6 +199,7 @@ class _Record:
     count: float = 0.0
     previous_count: float = 0.0
     previous_start: float = NEVER
+    resumed_turns: float = 0.0  # turns taken since the latest pause ended
 
     def pack(self) -> bytes:
         return self.FORMAT.pack(
@@ -202,6 +211,7 @@ class _Record:
             self.count,
             self.previous_count,
             self.previous_start,
+            self.resumed_turns,
         )
 
     def count_turn(self, now: float) -> None:
@@ -222,6 +232,10 @@ class _Record:
             self.previous_start = self.bucket_start if recent else NEVER
             self.bucket_start = now
             self.count = 0.0
+
+
+# The file as a version before ``resumed_turns`` wrote it (and still reads it: the first eight).
+_EIGHT_FIGURES = struct.Struct("<8d")
 
 
 class _Locked:

@@ -217,19 +217,19 @@ class KeyBudget:
         self._pauses_in_a_row += 1
         self.pauses += 1
         self.paused_until = max(self.paused_until, now + retry_after)
-        if not adopted and self._pauses_in_a_row == 1:
+        machine_rate, measured = 0.0, False
+        if not adopted and self._machine is not None:
+            machine_rate, self._learned_at, measured = self._machine.refused(now, self.paused_until)
+        # Not the probe refused as a pause ends: it measures one request (a process's first request
+        # after a pause it adopted is no probe once the machine has sent others: ``measured``).
+        if not adopted and (self._pauses_in_a_row == 1 or measured):
             # The rate that was refused: what was actually sent over the last window (the budget's
             # own figure may stand far above what its callers asked for), by the whole machine
             # when its processes share the key's schedule.
             first_sent = now if self._first_sent is None else self._first_sent
             window = min(RATE_WINDOW, max(1.0, now - first_sent))
             refused_rate = len(self._recent_within(now)) / window
-            if self._machine is not None:
-                machine_rate, self._learned_at = self._machine.refused(now, self.paused_until)
-                refused_rate = max(refused_rate, machine_rate)
-            self._refused(now, refused_rate)
-        elif not adopted and self._machine is not None:  # the probe refused: nothing measured
-            _, self._learned_at = self._machine.refused(now, self.paused_until, measured=False)
+            self._refused(now, max(refused_rate, machine_rate))
         # Resume with one request, then spread out: no saved-up burst.
         self._tokens = 1.0
         self._filled_at = self.paused_until

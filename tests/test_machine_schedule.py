@@ -39,8 +39,8 @@ def test_a_429_in_one_process_holds_every_process_and_tells_the_rate_the_machine
     first, second = two_processes(tmp_path / "shared")
     for n in range(8):  # both processes, 8 turns in 4 s: 2 a second
         assert (first if n % 2 else second).turn(96.0 + n * 0.5, 0.5).wait == 0
-    assert first.refused(100.0, 110.0) == (pytest.approx(2.0), 100.0)
-    assert first.refused(100.5, 105.0) == (pytest.approx(2.0), 100.0)  # sent before the pause: nothing new
+    assert first.refused(100.0, 110.0) == (pytest.approx(2.0), 100.0, True)
+    assert first.refused(100.5, 105.0) == (pytest.approx(2.0), 100.0, False)  # sent before the pause
     assert second.turn(101.0, 0.1) == Turn(9.0, 110.0, pytest.approx(2.0), 100.0)
     assert second.turn(110.0, 0.1).wait == 0
 
@@ -49,6 +49,14 @@ def test_figures_from_before_the_clock_restarted_are_ignored(tmp_path: Path) -> 
     first, second = two_processes(tmp_path / "shared")
     first.refused(100.0, 100.0 + HORIZON + 1)
     assert second.turn(100.0, 1.0) == Turn(0.0)
+
+
+def test_a_schedule_file_of_the_version_before_the_count_of_turns_is_read(tmp_path: Path) -> None:
+    first, second = two_processes(tmp_path / "shared")
+    first.refused(100.0, 110.0)
+    path = Path(first.path)
+    path.write_bytes(path.read_bytes()[:64])  # the eight figures that version wrote
+    assert second.turn(101.0, 1.0).paused_until == 110.0
 
 
 def test_a_folder_others_may_write_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -167,10 +175,32 @@ def test_a_429_at_a_lower_rate_than_the_last_lowers_every_process_and_caps_their
     assert third.rate == pytest.approx(1.0, rel=0.1)
 
 
+def test_a_processs_first_request_after_a_pause_it_adopted_is_measured_once_others_have_sent(
+    tmp_path: Path,
+) -> None:
+    # It is that process's probe, not the machine's: a task process's one submit, refused after
+    # the others sent six, taught no process anything, and the key was locked out again at the
+    # same rate (3 lockouts in a tier run).
+    first, second = budgets(tmp_path / "shared", max_rate=None)
+    now = send(first, 100.0, count=16, every=0.125)  # 8 a second
+    send_one(first, now, limited=True)
+    assert second.take(now + 1) == pytest.approx(9)  # the second process adopts the pause
+    now += 10
+    assert first.rate == pytest.approx(4.0, rel=0.1)
+    now = send(first, now, count=8, every=0.25)  # the probe, then 4 a second for 2 s
+    assert send_one(second, now, limited=True) == 10  # its first request since, refused
+    assert second.rate == pytest.approx(2.1, rel=0.05)  # halved, from 4.25 (what it had learned)
+    assert isinstance(first.take(now + 10), Slot)
+    assert first.rate == pytest.approx(2.1, rel=0.05)  # and the other process learned it
+
+
 def test_a_figure_written_a_moment_after_the_callers_clock_was_read_is_kept(tmp_path: Path) -> None:
     first, second = two_processes(tmp_path / "shared")
+    for n in range(4):
+        first.turn(98.0 + n * 0.5, 0.5)
     first.refused(100.5, 110.5)
-    assert second.turn(100.4, 1.0) == Turn(pytest.approx(10.1), 110.5, 0.0, 100.5)  # still paused
+    turn = second.turn(100.4, 1.0)  # read its clock before the other process wrote
+    assert (turn.wait, turn.paused_until, turn.refused_at) == (pytest.approx(10.1), 110.5, 100.5)
 
 
 def test_a_pause_adopted_from_another_process_ends_when_its_does(tmp_path: Path) -> None:
